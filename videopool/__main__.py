@@ -1,0 +1,5 @@
+import sys
+
+from videopool.cli.main import main
+
+sys.exit(main())

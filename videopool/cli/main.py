@@ -1,0 +1,58 @@
+"""The ``videopool`` command line. Each sub-command lives in its own module
+under :mod:`videopool.cli` and exposes ``add_parser(subparsers)``, which
+registers the command and sets ``func`` (called with the parsed args)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Module names under videopool.cli, in the order they appear in --help.
+COMMANDS = [
+    "demo",
+    "make_demo_data",
+    "inspect_cmd",
+    "train",
+    "evaluate",
+    "predict",
+    "models_cmd",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="videopool",
+        description="Learnable-pooling video classification on YouTube-8M-format features.",
+    )
+    from videopool import __version__
+
+    parser.add_argument("--version", action="version", version=f"videopool {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"videopool.cli.{name}")
+        except ModuleNotFoundError as err:
+            if err.name == f"videopool.cli.{name}":
+                continue  # command not built yet
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
