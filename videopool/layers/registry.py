@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import difflib
+import importlib
 from typing import Callable
 
 import torch.nn as nn
 
 _POOLING: dict[str, type[nn.Module]] = {}
+
+# Modules whose import registers the built-in pooling layers.
+_BUILTIN_MODULES = ("simple", "netvlad", "netrvlad", "netfv", "soft_dbow", "dbof", "recurrent")
+
+
+def _load_builtins() -> None:
+    for name in _BUILTIN_MODULES:
+        importlib.import_module(f"videopool.layers.{name}")
 
 
 def register_pooling(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
@@ -23,10 +32,12 @@ def register_pooling(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
 
 
 def list_poolings() -> list[str]:
+    _load_builtins()
     return sorted(_POOLING)
 
 
 def get_pooling_class(name: str) -> type[nn.Module]:
+    _load_builtins()
     if name not in _POOLING:
         close = difflib.get_close_matches(name, _POOLING, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
