@@ -1,0 +1,140 @@
+"""Diagnostic plots of an evaluation (PNG via matplotlib's Agg canvas, imported lazily).
+
+* :func:`plot_precision_recall` — precision against recall along the pooled
+  top-k list that GAP is computed on; GAP is the area under this curve (recall
+  stops short of 1 when positives never made a video's top-k).
+* :func:`plot_ap_vs_frequency` — per-class AP against the number of positives
+  of the class (log x), which shows whether a low mAP comes from rare classes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from videopool.metrics.ap import precision_recall_curve
+from videopool.metrics.ranking import as_numpy
+
+_MAX_CURVE_POINTS = 4000  # a 22 M-point line renders no better than a few thousand
+
+
+def _new_figure(width: float, height: float):
+    # A bare Figure renders with the Agg canvas and never touches pyplot's global
+    # backend, so plotting from a notebook or a headless job behaves the same.
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=120)
+    return figure, figure.subplots()
+
+
+def plot_precision_recall(
+    source: Any,
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+) -> str:
+    """Save the precision–recall curve of the pooled top-k list, annotated with GAP.
+
+    Args:
+        source: a :class:`~videopool.metrics.StreamingEvaluator`, or a tuple
+            ``(scores, labels, total_positives)`` of the pooled list.
+        path: output PNG.
+    Returns:
+        ``path`` as a string.
+    """
+    if hasattr(source, "ranked_list"):
+        scores, labels, total = source.ranked_list()
+        top_k = getattr(source, "top_k", None)
+    else:
+        scores, labels, total = source
+        top_k = None
+    precision, recall = precision_recall_curve(scores, labels, total)
+    positive_ranks = np.flatnonzero(np.diff(np.concatenate(([0.0], recall))) > 0)
+    gap = float(np.sum(precision[positive_ranks]) / total) if total else 0.0
+    step = max(1, precision.size // _MAX_CURVE_POINTS)
+    keep = np.unique(np.concatenate((np.arange(0, precision.size, step), [precision.size - 1]))) if precision.size else []
+
+    figure, axes = _new_figure(6, 5)
+    axes.plot(recall[keep], precision[keep], color="tab:blue", linewidth=1.5)
+    axes.fill_between(recall[keep], precision[keep], step="pre", alpha=0.15, color="tab:blue")
+    label = f"GAP@{top_k}" if top_k else "GAP"
+    axes.annotate(
+        f"{label} = {gap:.4f}\n{precision.size:,} ranked predictions\n{total:,} positive labels",
+        xy=(0.04, 0.06),
+        xycoords="axes fraction",
+        fontsize=10,
+        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.9},
+    )
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1.02)
+    axes.set_xlabel("recall (over all positive labels)")
+    axes.set_ylabel("precision")
+    axes.set_title(title or "Precision-recall of the pooled top-k predictions")
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path)
+    return str(path)
+
+
+def plot_ap_vs_frequency(
+    per_class_ap: Any,
+    class_positive_counts: Any,
+    path: str | os.PathLike,
+    *,
+    class_names: Sequence[str] | Mapping[int, str] | None = None,
+    num_named: int = 5,
+    title: str | None = None,
+) -> str:
+    """Save a scatter of per-class AP against class frequency (number of positives, log x).
+
+    Classes without positives have no AP and are left out (their number is given
+    in the legend). With ``class_names``, the ``num_named`` most frequent classes
+    and the ``num_named`` worst-scoring classes among the more frequent half are
+    labelled.
+    """
+    ap = as_numpy(per_class_ap).astype(np.float64)
+    counts = as_numpy(class_positive_counts).astype(np.int64)
+    if ap.shape != counts.shape:
+        raise ValueError(f"per_class_ap {ap.shape} and class_positive_counts {counts.shape} differ in shape")
+    present = np.flatnonzero(counts > 0)
+
+    figure, axes = _new_figure(7, 5)
+    axes.scatter(
+        counts[present],
+        ap[present],
+        s=10,
+        alpha=0.6,
+        color="tab:blue",
+        label=f"{present.size} classes with positives ({counts.size - present.size} without, not shown)",
+    )
+    if present.size:
+        mean_ap = float(ap[present].mean())
+        axes.axhline(mean_ap, color="tab:red", linestyle="--", linewidth=1, label=f"mAP = {mean_ap:.4f}")
+    if class_names is not None and present.size:
+        for c in _classes_to_name(ap, counts, present, num_named):
+            try:
+                name = str(class_names[c])
+            except (IndexError, KeyError):
+                name = str(c)
+            axes.annotate(name, (counts[c], ap[c]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axes.set_xscale("log")
+    axes.set_ylim(-0.02, 1.02)
+    axes.set_xlabel("positive labels of the class (log scale)")
+    axes.set_ylabel("average precision of the class")
+    axes.set_title(title or "Per-class AP against class frequency")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(loc="lower right", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    return str(path)
+
+
+def _classes_to_name(ap: np.ndarray, counts: np.ndarray, present: np.ndarray, num_named: int) -> list[int]:
+    by_frequency = present[np.argsort(-counts[present], kind="stable")]
+    frequent_half = by_frequency[: max(1, by_frequency.size // 2)]
+    worst = frequent_half[np.argsort(ap[frequent_half], kind="stable")]
+    chosen = list(by_frequency[:num_named]) + [c for c in worst[:num_named] if c not in by_frequency[:num_named]]
+    return [int(c) for c in chosen]
