@@ -1,0 +1,129 @@
+"""VideoClassifier assembly: frame L2 over the concatenated modalities, early/late fusion, hidden layer, modalities."""
+
+import math
+
+import pytest
+import torch
+
+from videopool.layers import GatedSoftDBoW, SoftDBoW
+from videopool.models import ConfigError, ModelConfig, VideoClassifier, create_model
+from videopool.models.classifier import HiddenLayer
+from videopool.models.config import HiddenConfig
+
+
+def _config(**sections):
+    return ModelConfig.from_dict({"num_classes": 4, "modalities": {"rgb": 3, "audio": 2}, **sections})
+
+
+def test_average_logistic_matches_a_loop_reference_with_joint_frame_l2():
+    config = _config(input_batch_norm=False, pooling={"type": "average"}, classifier={"type": "logistic"})
+    model = VideoClassifier(config).double().eval()
+    generator = torch.Generator().manual_seed(0)
+    frames = {"rgb": torch.randn(2, 4, 3, generator=generator, dtype=torch.float64),
+              "audio": torch.randn(2, 4, 2, generator=generator, dtype=torch.float64)}  # fmt: skip
+    mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    head = model.classifier
+    expected = torch.zeros(2, 4, dtype=torch.float64)
+    for b in range(2):
+        real = [n for n in range(4) if mask[b, n]]
+        pooled = [0.0] * 5
+        for n in real:
+            joint = list(frames["rgb"][b, n].tolist()) + list(frames["audio"][b, n].tolist())
+            norm = math.sqrt(sum(v * v for v in joint))  # one norm over all 5 dims, not per modality
+            for d in range(5):
+                pooled[d] += joint[d] / norm / len(real)
+        for c in range(4):
+            logit = sum(pooled[d] * head.weight[d, c].item() for d in range(5)) + head.bias[c].item()
+            expected[b, c] = 1 / (1 + math.exp(-logit))
+    torch.testing.assert_close(model(frames, mask), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_late_pipeline_runs_its_parts_in_order():
+    config = _config(
+        pooling={"type": "netvlad", "cluster_size": 4, "cluster_size_divisor": {"audio": 2}},
+        hidden={"size": 6, "batch_norm": True, "activation": "relu6", "init": "willow"},
+        gating={"type": "context"},
+        classifier={"type": "moe", "num_mixtures": 2, "prob_gating": True},
+    )
+    torch.manual_seed(0)
+    model = VideoClassifier(config).eval()
+    assert model.poolings["rgb"].cluster_size == 4 and model.poolings["audio"].cluster_size == 2
+    frames = {"rgb": torch.randn(3, 5, 3), "audio": torch.randn(3, 5, 2)}
+    mask = torch.ones(3, 5, dtype=torch.bool)
+    mask[2, 3:] = False
+    norm = torch.cat(list(frames.values()), -1).norm(dim=-1, keepdim=True)
+    normalized = {name: model.input_norms[name](value / norm, mask) for name, value in frames.items()}
+    pooled = torch.cat([model.poolings[name](value, mask) for name, value in normalized.items()], 1)
+    expected = model.classifier(model.gating(model.hidden(pooled)))
+    torch.testing.assert_close(model(frames, mask), expected)
+
+
+def test_early_concat_pools_the_concatenated_frames_once():
+    config = _config(input_batch_norm=False, fusion={"stage": "early"}, pooling={"type": "netrvlad", "cluster_size": 3})
+    model = VideoClassifier(config).eval()
+    assert list(model.poolings) == ["rgb_audio"] and model.fusion is None
+    assert model.poolings["rgb_audio"].feature_size == 5
+    frames = {"rgb": torch.randn(2, 4, 3), "audio": torch.randn(2, 4, 2)}
+    joint = torch.cat([frames["rgb"], frames["audio"]], -1)
+    expected = model.classifier(model.poolings["rgb_audio"](joint / joint.norm(dim=-1, keepdim=True)))
+    torch.testing.assert_close(model(frames), expected)
+
+
+def test_hidden_layer_matches_formula():
+    torch.manual_seed(0)
+    layer = HiddenLayer(4, HiddenConfig(size=3, bias=True, batch_norm=True, activation="sigmoid")).double().eval()
+    with torch.no_grad():
+        layer.bias.normal_()
+        layer.batch_norm.running_mean.normal_()
+        layer.batch_norm.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 4, dtype=torch.float64)
+    bn = layer.batch_norm
+    expected = torch.zeros(2, 3, dtype=torch.float64)
+    for b in range(2):
+        for j in range(3):
+            value = sum(x[b, i].item() * layer.weight[i, j].item() for i in range(4)) + layer.bias[j].item()
+            value = (value - bn.running_mean[j].item()) / math.sqrt(bn.running_var[j].item() + 1e-3)
+            value = value * bn.weight[j].item() + bn.bias[j].item()
+            expected[b, j] = 1 / (1 + math.exp(-value))
+    torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_willow_hidden_init_uses_the_cluster_count():
+    torch.manual_seed(0)
+    model = create_model("netvlad_128_small", num_classes=3)  # K = 16
+    assert tuple(model.hidden.weight.shape) == (1024 * 16 + 128 * 8, 256)  # TF layout [dim, H]
+    assert model.hidden.weight.std().item() == pytest.approx(1 / math.sqrt(16), rel=0.02)
+    assert model.hidden.bias.std().item() == pytest.approx(0.01, rel=0.2)
+    assert model.hidden.batch_norm is None and isinstance(model.hidden.activation, torch.nn.Identity)  # spec P6
+
+
+def test_per_modality_pooling_override():
+    model = create_model("gated_soft_dbow_4096_small", num_classes=3)
+    assert isinstance(model.poolings["rgb"], GatedSoftDBoW) and model.poolings["rgb"].cluster_size == 32
+    assert isinstance(model.poolings["audio"], SoftDBoW) and not isinstance(model.poolings["audio"], GatedSoftDBoW)
+    assert model.poolings["audio"].cluster_size == 4  # K/8
+
+
+def test_dropping_a_modality_is_a_config_change():
+    with pytest.raises(ConfigError, match="cluster_size_divisor names modality 'audio'"):
+        create_model("gated_netvlad_256_small", modalities={"rgb": 1024})  # the audio divisor must go too
+    model = create_model("gated_netvlad_256_small", num_classes=3, modalities={"rgb": 1024}, cluster_size_divisor={})
+    assert list(model.poolings) == ["rgb"]
+    frames = {"rgb": torch.randn(2, 4, 1024), "audio": torch.randn(2, 4, 128)}
+    assert model(frames).shape == (2, 3)  # extra modalities in the batch are ignored
+    with pytest.raises(KeyError, match=r"\['rgb'\] are missing"):
+        model({"audio": frames["audio"]})
+    with pytest.raises(ValueError, match=r"frames\['rgb'\] must be \[B, N, 1024\]"):
+        model({"rgb": torch.randn(2, 4, 1000)})
+
+
+def test_regularization_loss_is_the_classifiers():
+    model = create_model("gated_netvlad_256_small", num_classes=5)
+    head = model.classifier
+    expected = 0.5 * 1e-6 * (head.gate_weight.pow(2).sum() + head.expert_weight.pow(2).sum())
+    torch.testing.assert_close(model.regularization_loss(), expected)
+
+
+def test_pooling_rejecting_its_settings_names_the_modality():
+    with pytest.raises(TypeError, match="pooling 'average' for 'rgb'"):
+        VideoClassifier(_config(pooling={"type": "average", "cluster_size": 4}))

@@ -1,0 +1,89 @@
+"""Gating layers applied to a video-level vector: Context Gating and the Gated Linear Unit.
+
+Context Gating is from Miech, Laptev & Sivic, "Learnable pooling with Context Gating for video
+classification" (arXiv 1706.06905, §5); the GLU from Dauphin et al. 2017, used there as the ablation
+of Table 2. Weights are stored in TensorFlow layout ``[in, out]`` so that ``x @ weight`` reads like the
+paper and WILLOW checkpoints load without transposes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+# TF slim batch norm defaults used by every WILLOW layer (decay 0.999 -> momentum 1e-3).
+BN_EPS = 1e-3
+BN_MOMENTUM = 1e-3
+
+
+class ContextGating(nn.Module):
+    """Context Gating: ``y = x ⊙ σ(BN(x W))`` (or ``σ(x W + b)`` without batch norm).
+
+    ``W`` is ``[H, H]`` initialised N(0, 1/H). With ``remove_diagonal`` the pre-activation becomes
+    ``x W − diag(W) ⊙ x`` so a unit cannot gate itself (WILLOW ``--gating_remove_diag``).
+
+    Shapes: ``x [B, H] -> y [B, H]``.
+    """
+
+    def __init__(self, input_size: int, add_batch_norm: bool = True, remove_diagonal: bool = False) -> None:
+        super().__init__()
+        self.input_size = input_size
+        self.output_size = input_size
+        self.remove_diagonal = remove_diagonal
+        std = 1.0 / math.sqrt(input_size)
+        self.weight = nn.Parameter(torch.empty(input_size, input_size).normal_(0.0, std))
+        if add_batch_norm:
+            self.batch_norm = nn.BatchNorm1d(input_size, eps=BN_EPS, momentum=BN_MOMENTUM)
+            self.register_parameter("bias", None)
+        else:
+            self.batch_norm = None
+            # WILLOW's no-BN branch sized this bias by the cluster count (a bug); it belongs to H.
+            self.bias = nn.Parameter(torch.empty(input_size).normal_(0.0, std))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gates = x @ self.weight
+        if self.remove_diagonal:
+            gates = gates - x * torch.diagonal(self.weight)
+        gates = self.batch_norm(gates) if self.batch_norm is not None else gates + self.bias
+        return x * torch.sigmoid(gates)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, batch_norm={self.batch_norm is not None}, remove_diagonal={self.remove_diagonal}"
+
+
+class GatedLinearUnit(nn.Module):
+    """Gated Linear Unit: ``y = (x W1 + b1) ⊙ σ(x W2 + b2)``.
+
+    Unlike Context Gating it gates a *linear transform* of ``x`` and learns two weight matrices
+    (paper 1706.06905 §5 and Table 2). ``W1, W2`` are ``[H_in, H_out]`` initialised N(0, 1/H_in),
+    biases start at 0. With ``add_batch_norm`` the gate pre-activation is batch-normalised instead of
+    biased, mirroring :class:`ContextGating`.
+
+    Shapes: ``x [B, H_in] -> y [B, H_out]``.
+    """
+
+    def __init__(self, input_size: int, output_size: int | None = None, add_batch_norm: bool = False) -> None:
+        super().__init__()
+        output_size = input_size if output_size is None else output_size
+        self.input_size = input_size
+        self.output_size = output_size
+        std = 1.0 / math.sqrt(input_size)
+        self.linear_weight = nn.Parameter(torch.empty(input_size, output_size).normal_(0.0, std))
+        self.linear_bias = nn.Parameter(torch.zeros(output_size))
+        self.gate_weight = nn.Parameter(torch.empty(input_size, output_size).normal_(0.0, std))
+        if add_batch_norm:
+            self.gate_batch_norm = nn.BatchNorm1d(output_size, eps=BN_EPS, momentum=BN_MOMENTUM)
+            self.register_parameter("gate_bias", None)
+        else:
+            self.gate_batch_norm = None
+            self.gate_bias = nn.Parameter(torch.zeros(output_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gates = x @ self.gate_weight
+        gates = self.gate_batch_norm(gates) if self.gate_batch_norm is not None else gates + self.gate_bias
+        return (x @ self.linear_weight + self.linear_bias) * torch.sigmoid(gates)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size} -> {self.output_size}, batch_norm={self.gate_batch_norm is not None}"

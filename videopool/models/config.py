@@ -1,0 +1,232 @@
+"""Model and recipe configuration as data: dataclasses that round-trip through plain dicts and YAML.
+
+A :class:`ModelConfig` describes a :class:`~videopool.models.classifier.VideoClassifier` completely; its
+``to_dict()`` is what checkpoints store and ``from_dict()`` rebuilds it. Parsing is strict: an unknown or
+misspelled key anywhere is an error that names the closest valid key, and values are type-checked.
+See ``docs/models.md`` for the schema.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping
+
+from videopool.models.parsing import ConfigError, build_dataclass, closest_hint
+
+__all__ = [
+    "ACTIVATIONS", "ClassifierConfig", "ConfigError", "FusionConfig", "GatingConfig", "HiddenConfig",
+    "ModelConfig", "PoolingConfig", "Recipe", "build_dataclass", "closest_hint",
+]  # fmt: skip
+
+
+def _check_choice(path: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{path} = {value!r} is not one of {list(choices)}{closest_hint(value, choices)}")
+
+
+ACTIVATIONS = ("none", "relu", "relu6", "sigmoid", "tanh")
+
+
+@dataclass
+class PoolingConfig:
+    """Frame pooling. ``type`` is a name from :func:`videopool.layers.list_poolings`.
+
+    ``cluster_size``/``hidden_size``/``num_layers``/``add_batch_norm`` are passed to the layer only when
+    set (not None); ``options`` holds any further layer keyword arguments. In late fusion each modality
+    gets its own layer: ``cluster_size_divisor[m]`` divides the cluster count for modality ``m``
+    (WILLOW: audio K/2 for NetVLAD/NetFV, K/8 for the DBoF family), and ``per_modality[m]`` overrides any
+    of the other keys for that modality (e.g. a different ``type``).
+    """
+
+    type: str = "netvlad"
+    cluster_size: int | None = None
+    hidden_size: int | None = None
+    num_layers: int | None = None
+    add_batch_norm: bool | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    cluster_size_divisor: dict[str, int] = field(default_factory=dict)
+    per_modality: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    LAYER_KEYS: typing.ClassVar[tuple[str, ...]] = (
+        "type", "cluster_size", "hidden_size", "num_layers", "add_batch_norm", "options"
+    )
+
+    def __post_init__(self) -> None:
+        for modality, overrides in self.per_modality.items():
+            if not isinstance(overrides, Mapping):
+                raise ConfigError(f"pooling.per_modality.{modality} must be a mapping, got {overrides!r}")
+            for key in overrides:
+                if key not in self.LAYER_KEYS:
+                    raise ConfigError(
+                        f"unknown key pooling.per_modality.{modality}.{key}{closest_hint(key, self.LAYER_KEYS)} "
+                        f"(valid: {', '.join(self.LAYER_KEYS)})"
+                    )
+        for modality, divisor in self.cluster_size_divisor.items():
+            if divisor < 1:
+                raise ConfigError(f"pooling.cluster_size_divisor.{modality} must be >= 1, got {divisor}")
+
+    def for_modality(self, modality: str) -> dict[str, Any]:
+        """The layer settings of one modality: divisor applied first, explicit overrides last."""
+        settings = {key: getattr(self, key) for key in self.LAYER_KEYS}
+        settings["options"] = dict(self.options)
+        divisor = self.cluster_size_divisor.get(modality, 1)
+        if settings["cluster_size"] is not None:
+            settings["cluster_size"] = max(1, settings["cluster_size"] // divisor)
+        overrides = dict(self.per_modality.get(modality, {}))
+        settings["options"].update(overrides.pop("options", None) or {})
+        settings.update(overrides)
+        return settings
+
+
+@dataclass
+class FusionConfig:
+    """How modalities meet. ``stage``: ``late`` pools each modality separately then fuses the pooled
+    vectors with ``type`` (``concat``, ``fc_concat``, ``mfb``); ``early`` concatenates the frames and pools
+    once (``type`` must be ``concat``). ``factor``/``output_size``/``dropout``/``normalization`` are MFB's
+    ``k``, ``o``, dropout and ``relu``/``signed_sqrt``; ``projection_size`` (default ``factor·output_size``)
+    and ``activation`` belong to ``fc_concat``."""
+
+    stage: str = "late"
+    type: str = "concat"
+    factor: int = 5
+    output_size: int = 1000
+    dropout: float = 0.1
+    normalization: str = "relu"
+    projection_size: int | None = None
+    activation: str = "none"
+
+    def __post_init__(self) -> None:
+        _check_choice("fusion.stage", self.stage, ("late", "early"))
+        _check_choice("fusion.type", self.type, ("concat", "fc_concat", "mfb"))
+        _check_choice("fusion.normalization", self.normalization, ("relu", "signed_sqrt"))
+        _check_choice("fusion.activation", self.activation, ACTIVATIONS)
+        if self.stage == "early" and self.type != "concat":
+            raise ConfigError(
+                f"fusion.stage 'early' concatenates frames, so fusion.type must be 'concat', not {self.type!r}"
+            )
+
+
+@dataclass
+class HiddenConfig:
+    """The fully-connected layer after fusion: ``act(BN(x W + b))``; ``size: null`` removes it.
+
+    ``init``: ``xavier`` (Glorot uniform) or ``willow`` (N(0, 1/K) with K the pooling cluster size,
+    WILLOW's choice, spec P6). ``dropout`` is applied to the layer's input."""
+
+    size: int | None = None
+    bias: bool = True
+    batch_norm: bool = False
+    activation: str = "none"
+    init: str = "xavier"
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_choice("hidden.activation", self.activation, ACTIVATIONS)
+        _check_choice("hidden.init", self.init, ("xavier", "willow"))
+
+
+@dataclass
+class GatingConfig:
+    """Gate on the video vector before the classifier: ``none``, ``context`` (Context Gating) or ``glu``."""
+
+    type: str = "none"
+    add_batch_norm: bool = True
+    remove_diagonal: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("gating.type", self.type, ("none", "context", "glu"))
+
+
+@dataclass
+class ClassifierConfig:
+    """Video-level classifier: ``moe`` or ``logistic``; ``prob_gating`` adds Context Gating on the output
+    probabilities; ``l2_penalty`` is the slim λ of ``regularization_loss()``."""
+
+    type: str = "moe"
+    num_mixtures: int = 2
+    l2_penalty: float = 1e-8
+    prob_gating: bool = False
+
+    def __post_init__(self) -> None:
+        _check_choice("classifier.type", self.type, ("moe", "logistic"))
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to build a :class:`~videopool.models.classifier.VideoClassifier`.
+
+    ``modalities`` is an ordered mapping ``name -> feature size``; its order is the concatenation order.
+    ``l2_normalize_frames`` divides every frame by the L2 norm of its concatenated modalities (spec §2.1);
+    ``input_batch_norm`` adds a masked batch norm per modality before pooling.
+    """
+
+    num_classes: int = 3862
+    modalities: dict[str, int] = field(default_factory=lambda: {"rgb": 1024, "audio": 128})
+    l2_normalize_frames: bool = True
+    input_batch_norm: bool = True
+    pooling: PoolingConfig = field(default_factory=PoolingConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    hidden: HiddenConfig = field(default_factory=HiddenConfig)
+    gating: GatingConfig = field(default_factory=GatingConfig)
+    classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+
+    def __post_init__(self) -> None:
+        if not self.modalities:
+            raise ConfigError("modalities must name at least one feature, e.g. {rgb: 1024, audio: 128}")
+        if self.num_classes < 1:
+            raise ConfigError(f"num_classes must be positive, got {self.num_classes}")
+        for section, mapping in (
+            ("pooling.cluster_size_divisor", self.pooling.cluster_size_divisor),
+            ("pooling.per_modality", self.pooling.per_modality),
+        ):
+            for modality in mapping:
+                if modality not in self.modalities:
+                    raise ConfigError(
+                        f"{section} names modality {modality!r}, which is not in modalities "
+                        f"{list(self.modalities)}{closest_hint(modality, self.modalities)}"
+                    )
+        if self.fusion.type == "mfb" and len(self.modalities) < 2:
+            raise ConfigError(f"fusion.type 'mfb' needs two modalities, got {list(self.modalities)}")
+
+    @property
+    def feature_names(self) -> list[str]:
+        """The modality names in concatenation order (the TFRecord feature keys)."""
+        return list(self.modalities)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "model config") -> "ModelConfig":
+        return build_dataclass(cls, data, source)
+
+
+@dataclass
+class Recipe:
+    """The training recipe stored beside a named model (consumed by :mod:`videopool.training`).
+
+    Defaults are the WILLOW standard command (spec §5.2, §7): Adam lr 2e-4 decayed ×0.8 every 4M
+    examples, batch 80, per-tensor gradient clipping at 1.0, BCE summed over classes, 300 frames
+    sampled at random with replacement.
+    """
+
+    batch_size: int = 80
+    learning_rate: float = 2e-4
+    lr_decay: float = 0.8
+    lr_decay_examples: int = 4_000_000
+    clip_gradient_norm: float = 1.0
+    clip_mode: str = "per_tensor"
+    loss: str = "bce_sum"
+    frame_selection: str = "random"
+    num_frames: int = 300
+    max_steps: int = 700_000
+    regularization_penalty: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_choice("recipe.clip_mode", self.clip_mode, ("per_tensor", "global"))
+        _check_choice("recipe.loss", self.loss, ("bce_sum", "bce_mean"))
+        _check_choice("recipe.frame_selection", self.frame_selection, ("random", "uniform", "sequence", "all"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,95 @@
+"""Strict parsing of plain dicts (from YAML or checkpoints) into configuration dataclasses."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from dataclasses import fields, is_dataclass
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A configuration is malformed: unknown key, wrong type, or an invalid value."""
+
+
+def closest_hint(word: str, choices: typing.Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices``, or an empty string."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def build_dataclass(cls: type, data: Any, source: str, path: str = "") -> Any:
+    """Instantiate dataclass ``cls`` from a mapping, recursing into nested dataclass fields.
+
+    Raises :class:`ConfigError` naming ``source`` and the dotted key for unknown keys (with the closest
+    valid one), wrong types, and invalid values.
+    """
+    where = f"{source}: {path}" if path else source
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        dotted = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            raise ConfigError(f"{source}: unknown key {dotted!r}{closest_hint(key, names)} (valid: {', '.join(names)})")
+        kind = hints[key]
+        if is_dataclass(kind):
+            kwargs[key] = build_dataclass(kind, value, source, dotted)
+        else:
+            kwargs[key] = _coerce(value, kind, f"{source}: {dotted}")
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
+def _coerce(value: Any, kind: Any, where: str) -> Any:
+    """Check ``value`` against a field annotation, converting the few lossless cases YAML needs."""
+    origin = typing.get_origin(kind)
+    if kind is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(kind)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where} may not be null")
+    if origin is dict:
+        key_kind, value_kind = typing.get_args(kind)
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+        return {_coerce(k, key_kind, where): _coerce(v, value_kind, f"{where}.{k}") for k, v in value.items()}
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ConfigError(f"{where} must be an integer, got {value!r}")
+    if kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 1e-6 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{where} must be a number, got {value!r}")
+    if kind is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    raise TypeError(f"unsupported config annotation {kind!r} at {where}")

@@ -1,0 +1,219 @@
+"""Named model configurations and the ``create_model`` factory.
+
+Every ``videopool/configs/NAME.yaml`` registers ``NAME`` and its small twin ``NAME_small`` (the file's
+``small:`` block of overrides: fewer clusters, smaller hidden layer, for CPU runs and tests). A YAML
+file has the sections ``model`` (a :class:`ModelConfig`), ``recipe`` (a :class:`Recipe`),
+``description``, ``paper``, optional ``reported`` (the paper's figures) and optional ``small``.
+
+    model = create_model("gated_netvlad_256", num_classes=200, cluster_size=16)
+    model = create_model("gated_netvlad_256", device="meta")   # shapes only, no memory
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Mapping
+
+import torch
+import yaml
+
+from videopool.models.classifier import VideoClassifier
+from videopool.models.config import ConfigError, ModelConfig, Recipe, build_dataclass, closest_hint
+from videopool.models.overrides import apply_overrides
+
+SMALL_SUFFIX = "_small"
+_FILE_KEYS = ("model", "recipe", "description", "paper", "reported", "small")
+
+
+class UnknownModelError(KeyError):
+    """No configuration is registered under the requested name."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes around it
+        return str(self.args[0])
+
+
+@dataclass
+class NamedConfig:
+    """A model configuration together with its training recipe and provenance."""
+
+    name: str
+    model: ModelConfig
+    recipe: Recipe = field(default_factory=Recipe)
+    description: str = ""
+    paper: str = ""
+    reported: dict[str, Any] = field(default_factory=dict)
+    small_overrides: dict[str, Any] | None = None  # None: no ``<name>_small`` twin
+
+    def to_dict(self) -> dict[str, Any]:
+        """The YAML file layout (``small`` included when present)."""
+        data = {
+            "description": self.description,
+            "paper": self.paper,
+            "model": self.model.to_dict(),
+            "recipe": self.recipe.to_dict(),
+        }
+        if self.reported:
+            data["reported"] = copy.deepcopy(self.reported)
+        if self.small_overrides is not None:
+            data["small"] = copy.deepcopy(self.small_overrides)
+        return data
+
+
+_REGISTRY: dict[str, NamedConfig] = {}
+_BUILTINS_LOADED = False
+
+
+def parse_config(data: Mapping[str, Any], name: str, source: str) -> NamedConfig:
+    """Validate the YAML layout (see module docstring) and build a :class:`NamedConfig`."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping with keys {list(_FILE_KEYS)}, got {type(data).__name__}")
+    for key in data:
+        if key not in _FILE_KEYS:
+            hint = closest_hint(key, _FILE_KEYS)
+            raise ConfigError(f"{source}: unknown top-level key {key!r}{hint} (valid: {', '.join(_FILE_KEYS)})")
+    if "model" not in data:
+        raise ConfigError(f"{source}: missing the 'model' section")
+    small = data.get("small")
+    if small is not None and not isinstance(small, Mapping):
+        raise ConfigError(f"{source}: 'small' must be a mapping of overrides, got {small!r}")
+    return NamedConfig(
+        name=name,
+        model=ModelConfig.from_dict(data["model"], source),
+        recipe=build_dataclass(Recipe, data.get("recipe") or {}, source, "recipe"),
+        description=str(data.get("description", "")).strip(),
+        paper=str(data.get("paper", "")).strip(),
+        reported=dict(data.get("reported") or {}),
+        small_overrides=None if small is None else dict(small),
+    )
+
+
+def load_config_file(path: str | os.PathLike) -> NamedConfig:
+    """Read a user YAML in the same layout as the packaged configs; the name is the file stem."""
+    path = os.fspath(path)
+    with open(path, encoding="utf-8") as handle:
+        data = yaml.safe_load(handle)
+    return parse_config(data, os.path.splitext(os.path.basename(path))[0], path)
+
+
+def register_config(named: NamedConfig, overwrite: bool = False) -> None:
+    """Register ``named`` and, if it has a ``small`` block (even empty), ``<name>_small``."""
+    _load_builtins()
+    _insert(_with_small_twin(named), overwrite)
+
+
+def _with_small_twin(named: NamedConfig) -> list[NamedConfig]:
+    if named.small_overrides is None:
+        return [named]
+    source = f"{named.name}: small"
+    small_model = ModelConfig.from_dict(apply_overrides(named.model.to_dict(), named.small_overrides), source)
+    small = NamedConfig(
+        name=named.name + SMALL_SUFFIX,
+        model=small_model,
+        recipe=copy.deepcopy(named.recipe),
+        description=f"{named.description} (small CPU/test variant)".strip(),
+        paper=named.paper,
+    )
+    return [named, small]
+
+
+def _insert(entries: list[NamedConfig], overwrite: bool) -> None:
+    taken = [entry.name for entry in entries if entry.name in _REGISTRY]
+    if taken and not overwrite:
+        raise ValueError(f"model name {taken[0]!r} is already registered")
+    _REGISTRY.update((entry.name, entry) for entry in entries)
+
+
+def _load_builtins() -> None:
+    global _BUILTINS_LOADED
+    if _BUILTINS_LOADED:
+        return
+    folder = resources.files("videopool") / "configs"
+    entries = []  # parse every file before registering any, so a broken file leaves the registry untouched
+    for item in sorted(folder.iterdir(), key=lambda entry: entry.name):
+        if item.name.endswith(".yaml"):
+            data = yaml.safe_load(item.read_text(encoding="utf-8"))
+            named = parse_config(data, item.name[: -len(".yaml")], f"videopool/configs/{item.name}")
+            entries += _with_small_twin(named)
+    _insert(entries, overwrite=False)
+    _BUILTINS_LOADED = True
+
+
+def list_models(pattern: str | None = None) -> list[str]:
+    """Registered names, sorted; ``pattern`` is a shell-style wildcard (``"*netvlad*"``)."""
+    _load_builtins()
+    names = sorted(_REGISTRY)
+    return [name for name in names if pattern is None or fnmatch.fnmatch(name, pattern)]
+
+
+def get_named_config(name: str) -> NamedConfig:
+    """A copy of the registered entry ``name`` (model config, recipe, provenance)."""
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise UnknownModelError(
+            f"unknown model {name!r}{closest_hint(name, _REGISTRY)} (`videopool models` lists the names)"
+        )
+    return copy.deepcopy(_REGISTRY[name])
+
+
+def get_model_config(name: str) -> ModelConfig:
+    return get_named_config(name).model
+
+
+def get_recipe(name: str) -> dict[str, Any]:
+    return get_named_config(name).recipe.to_dict()
+
+
+def resolve_config(
+    name_or_config: str | os.PathLike | ModelConfig | Mapping[str, Any], **overrides: Any
+) -> ModelConfig:
+    """The :class:`ModelConfig` for a registered name, a YAML path, a config or a config dict, with
+    ``overrides`` applied (see :mod:`videopool.models.overrides`). None-valued keyword overrides are
+    dropped, so unset command-line options never clobber a configuration."""
+    source = str(name_or_config) if isinstance(name_or_config, (str, os.PathLike)) else "model config"
+    if isinstance(name_or_config, ModelConfig):
+        base = name_or_config.to_dict()
+    elif isinstance(name_or_config, Mapping) and "model" in name_or_config:  # a whole config-file dict
+        base = parse_config(name_or_config, "config", "config dict").model.to_dict()
+    elif isinstance(name_or_config, Mapping):
+        base = ModelConfig.from_dict(name_or_config).to_dict()
+    elif isinstance(name_or_config, os.PathLike) or str(name_or_config).endswith((".yaml", ".yml")):
+        base = load_config_file(name_or_config).model.to_dict()
+    else:
+        base = get_model_config(str(name_or_config)).to_dict()
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    if not overrides:
+        return ModelConfig.from_dict(base, source)
+    return ModelConfig.from_dict(apply_overrides(base, overrides), f"{source} with overrides {sorted(overrides)}")
+
+
+def create_model(
+    name_or_config: str | os.PathLike | ModelConfig | Mapping[str, Any],
+    *,
+    device: torch.device | str | None = None,
+    **overrides: Any,
+) -> VideoClassifier:
+    """Build a :class:`VideoClassifier` from a registered name, a YAML path, a ModelConfig or a dict.
+
+    ``overrides``: ``num_classes=200``, ``cluster_size=16`` (unique leaf names), ``**{"hidden.size": 256}``
+    (dotted paths) or ``pooling={"cluster_size": 16}`` (nested). ``device="meta"`` builds the model
+    without allocating parameter memory (parameter counts of the 300M-parameter configs).
+    """
+    config = resolve_config(name_or_config, **overrides)
+    if device is None:
+        return VideoClassifier(config)
+    with torch.device(device):
+        return VideoClassifier(config)
+
+
+def model_from_config_dict(data: Mapping[str, Any], device: torch.device | str | None = None) -> VideoClassifier:
+    """Rebuild the model a checkpoint describes from its stored ``config.to_dict()``."""
+    return create_model(ModelConfig.from_dict(data, "checkpoint model config"), device=device)
+
+
+def count_parameters(model: torch.nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) parameters; works on meta-device models. BN running stats are buffers."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
