@@ -1,0 +1,91 @@
+"""Deep Bag-of-Frames pooling (G-TF1 ``DbofModel`` cluster layer, WILLOW ``DBoF``), spec §4.6."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from videopool.layers.norm import MaskedBatchNorm1d, l2_normalize
+from videopool.layers.registry import register_pooling
+from videopool.layers.simple import masked_max, masked_mean, prepare_frames
+
+_ACTIVATIONS = {
+    "relu": F.relu,
+    "relu6": F.relu6,
+    "sigmoid": torch.sigmoid,
+    "none": lambda x: x,
+}
+_POOLINGS = ("max", "average", "max_average")
+
+
+@register_pooling("dbof")
+class DBoF(nn.Module):
+    """Per-frame up-projection to K "clusters", activation, then pooling over the real frames.
+
+        h_n = act(BN(x_n W_c))                      (W_c = cluster_weights [D, K] ~ N(0, 1/D))
+        v   = max_n h_n                             (pooling="max", G-TF1 default)
+        v   = mean_n h_n                            (pooling="average", G-TF2 default)
+        v   = [L2(mean_n h_n), L2(max_n h_n)]       (pooling="max_average", WILLOW ``DbofModelLF``)
+
+    Without BN a bias ``cluster_biases [K]`` ~ N(0, 1/D) is added instead. ``activation`` is one of
+    ``relu``, ``relu6``, ``sigmoid`` (G-TF1 default) or ``none`` — WILLOW's released ``DbofModelLF`` applies no
+    activation (spec P7), so reproduce it with ``activation="none", pooling="max_average"``. The hidden FC that
+    follows in the reference models belongs to the model, not to this layer.
+
+    Shapes: ``frames [B, N, D]``, ``mask [B, N]`` → ``[B, K]`` (``[B, 2K]`` for max_average). Parameters:
+    ``D·K + 2·K`` (BN) or ``D·K + K`` (bias). Means and maxima run over real frames only and padded frames are
+    excluded from the BN statistics.
+    """
+
+    def __init__(
+        self,
+        feature_size: int,
+        cluster_size: int,
+        add_batch_norm: bool = True,
+        activation: str = "sigmoid",
+        pooling: str = "max",
+    ) -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"DBoF activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if pooling not in _POOLINGS:
+            raise ValueError(f"DBoF pooling must be one of {list(_POOLINGS)}, got {pooling!r}")
+        self.feature_size = feature_size
+        self.cluster_size = cluster_size
+        self.add_batch_norm = add_batch_norm
+        self.activation = activation
+        self.pooling = pooling
+        init_std = 1.0 / math.sqrt(feature_size)
+        self.cluster_weights = nn.Parameter(torch.randn(feature_size, cluster_size) * init_std)
+        if add_batch_norm:
+            self.cluster_bn = MaskedBatchNorm1d(cluster_size)
+            self.register_parameter("cluster_biases", None)
+        else:
+            self.cluster_bn = None
+            self.cluster_biases = nn.Parameter(torch.randn(cluster_size) * init_std)
+        self.output_size = 2 * cluster_size if pooling == "max_average" else cluster_size
+
+    def forward(self, frames: Tensor, mask: Tensor | None = None) -> Tensor:
+        frames, mask = prepare_frames(frames, mask, self.feature_size, type(self).__name__)
+        batch, num_frames, _ = frames.shape
+        hidden = frames.reshape(batch * num_frames, self.feature_size) @ self.cluster_weights
+        if self.cluster_bn is not None:
+            hidden = self.cluster_bn(hidden, None if mask is None else mask.reshape(-1))
+        else:
+            hidden = hidden + self.cluster_biases
+        hidden = _ACTIVATIONS[self.activation](hidden).view(batch, num_frames, self.cluster_size)
+        if self.pooling == "max":
+            return masked_max(hidden, mask)
+        if self.pooling == "average":
+            return masked_mean(hidden, mask)
+        return torch.cat([l2_normalize(masked_mean(hidden, mask), 1), l2_normalize(masked_max(hidden, mask), 1)], 1)
+
+    def extra_repr(self) -> str:
+        return (
+            f"feature_size={self.feature_size}, cluster_size={self.cluster_size}, "
+            f"activation={self.activation!r}, pooling={self.pooling!r}"
+        )
