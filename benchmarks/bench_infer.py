@@ -1,0 +1,81 @@
+"""Inference throughput of a named model on a fixed random batch: fp32 weights and bf16 weights.
+
+    python benchmarks/bench_infer.py                      # gated NetVLAD K=64 and K=256, V=3862, batch 64 x 300
+    python benchmarks/bench_infer.py --clusters 64 --batch-size 256
+
+bf16 runs a bf16 copy of the model (:func:`videopool.inference.bf16_copy`, the path
+``evaluate``/``predict --precision bf16`` take); ``--autocast`` adds the autocast variant
+for comparison. Targets from perf.md: bf16 weights >= 2.5x TF (about 510 / 220 videos/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+from videopool.training.malloc import tune_malloc
+
+tune_malloc()
+
+import torch  # noqa: E402
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from bench_train import forward_flops_per_video, matmul_ceiling, peak_rss_gb  # noqa: E402
+
+from videopool.inference.predict import bf16_copy  # noqa: E402
+from videopool.models import create_model  # noqa: E402
+
+
+def bench(model, frames, mask, autocast: bool, args) -> float:
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        for _ in range(args.warmup):
+            model(frames, mask)
+        times = []
+        started = time.perf_counter()
+        while len(times) < args.min_steps or (time.perf_counter() - started < args.min_seconds
+                                              and len(times) < args.max_steps):
+            t0 = time.perf_counter()
+            model(frames, mask)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default="gated_netvlad_256")
+    p.add_argument("--clusters", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--num-classes", type=int, default=3862)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--num-frames", type=int, default=300)
+    p.add_argument("--autocast", action="store_true", help="also time fp32 weights under bf16 autocast")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--min-steps", type=int, default=5)
+    p.add_argument("--max-steps", type=int, default=30)
+    p.add_argument("--min-seconds", type=float, default=8.0)
+    args = p.parse_args(argv)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc tuned: {tune_malloc()}")
+    ceilings = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
+    print(f"matmul ceiling (this run): fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s")
+    print(f"{'K':>4} {'mode':>14} {'videos/s':>9} {'batch s':>8} {'GFLOP/video':>11} {'% own ceil':>10} {'peak RSS GB':>11}")
+    for clusters in args.clusters:
+        torch.manual_seed(0)
+        model = create_model(args.model, num_classes=args.num_classes, cluster_size=clusters).eval()
+        b, n = args.batch_size, args.num_frames
+        frames = {name: torch.rand(b, n, size) * 4 - 2 for name, size in model.config.modalities.items()}
+        mask = torch.ones(b, n, dtype=torch.bool)
+        flops = forward_flops_per_video(model.config, n)
+        modes = [("fp32", model, frames, False, "fp32")]
+        if args.autocast:
+            modes.append(("bf16 autocast", model, frames, True, "bf16"))
+        modes.append(("bf16 weights", bf16_copy(model), {k: v.bfloat16() for k, v in frames.items()}, False, "bf16"))
+        for name, runner, inputs, autocast, ceiling in modes:
+            seconds = bench(runner, inputs, mask, autocast, args)
+            print(f"{clusters:>4} {name:>14} {b / seconds:>9.1f} {seconds:>8.3f} {flops / 1e9:>11.3f} "
+                  f"{100 * flops * b / seconds / 1e9 / ceilings[ceiling]:>9.1f}% {peak_rss_gb():>11.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""``videopool evaluate``: the official YouTube-8M metrics of a checkpoint on labelled data.
+
+Prints GAP@20, Hit@1, PERR, mAP in both conventions (G-TF1: mean over classes that have
+positives; G-TF2: sum over all V classes / V) and the loss; ``--json`` prints the same
+as JSON; ``--plots DIR`` writes the precision-recall curve and per-class AP plots.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("evaluate", help="GAP / Hit@1 / PERR / mAP of a checkpoint", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="run directory (uses best, else last) or .safetensors")
+    p.add_argument("--data", nargs="+", required=True, metavar="GLOB", help="labelled TFRecord files")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--plots", metavar="DIR", help="write precision_recall.png and ap_vs_frequency.png here")
+    p.add_argument("--sampling", choices=["all", "uniform", "random"], default="all",
+                   help="frames fed to the model: all real frames with the mask (default, deterministic), "
+                        "uniform, or random with replacement as the reference code does at test time")
+    p.add_argument("--num-frames", type=int, default=None, help="frames per video (default: the training value)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="fp32",
+                   help="fp32 (default, exact) or bf16 weights (faster)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="seed of --sampling random")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from videopool.data import RecordError
+
+    from videopool.inference.predict import load_model
+    from videopool.inference.evaluate import evaluate
+    from videopool.training.precision import resolve_device, resolve_precision
+
+    try:
+        device = resolve_device(args.device)
+        model, info = load_model(args.checkpoint, device)
+        train_config = info.get("train_config", {})
+        results = evaluate(
+            model, args.data, num_classes=int(info["num_classes"]), batch_size=args.batch_size,
+            sampling=args.sampling, num_frames=args.num_frames or int(train_config.get("num_frames", 300)),
+            precision=resolve_precision(args.precision, device), device=device, workers=args.workers,
+            loss=train_config.get("loss", "bce_sum"), top_k=args.top_k, seed=args.seed, keep_evaluator=True,
+        )
+    except (ValueError, FileNotFoundError, KeyError, RecordError) as err:
+        print(f"videopool evaluate: error: {err}", file=sys.stderr)
+        return 2
+    evaluator = results.pop("evaluator")
+    scalars = {k: v for k, v in results.items() if not hasattr(v, "shape")}
+    scalars["checkpoint"] = info["path"]
+    scalars["step"] = info.get("step")
+    if args.json:
+        print(json.dumps(scalars, indent=2))
+    else:
+        print(format_table(results, info))
+    if args.plots:
+        write_plots(results, evaluator, args.plots)
+    return 0
+
+
+def format_table(results: dict, info: dict) -> str:
+    k = results["top_k"]
+    rows = [
+        (f"GAP@{k}", results["gap"]),
+        ("Hit@1", results["hit_at_1"]),
+        ("PERR", results["perr"]),
+        (f"mAP (G-TF1: mean over the {results['num_classes_with_positives']} classes with positives)", results["map"]),
+        (f"mAP (G-TF2: sum over all {len(results['per_class_ap'])} classes / V)", results["map_all_classes"]),
+        ("loss", results["loss"]),
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{info['path']} (step {info.get('step')}): {results['num_videos']} videos"]
+    lines += [f"  {name:<{width}}  {'-' if value is None else f'{value:.6f}'}" for name, value in rows]
+    return "\n".join(lines)
+
+
+def write_plots(results: dict, evaluator, folder: str) -> None:
+    from videopool.metrics import plot_ap_vs_frequency, plot_precision_recall
+
+    os.makedirs(folder, exist_ok=True)
+    plot_precision_recall(evaluator, os.path.join(folder, "precision_recall.png"))
+    plot_ap_vs_frequency(results["per_class_ap"], results["class_positive_counts"],
+                         os.path.join(folder, "ap_vs_frequency.png"))

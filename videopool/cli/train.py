@@ -1,0 +1,98 @@
+"""``videopool train``: train a named model on TFRecord shards.
+
+Example::
+
+    videopool train --model gated_netvlad_k64 --train-data 'data/train-*.tfrecord' \\
+        --val-data 'data/validate-*.tfrecord' --vocabulary data/vocabulary.csv --out runs/k64 \\
+        --max-steps 2000 --set lr_decay_examples=100000 --set pooling.cluster_size=32
+
+Multi-process: ``torchrun --nproc-per-node=2 -m videopool train ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# flag name -> TrainConfig field, for flags that only override when given
+_FLAGS = {
+    "train_data": "train_data", "val_data": "val_data", "batch_size": "batch_size", "lr": "learning_rate",
+    "max_steps": "max_steps", "epochs": "epochs", "precision": "precision", "seed": "seed",
+    "eval_every": "eval_every", "checkpoint_every": "checkpoint_every", "workers": "workers",
+    "device": "device", "num_classes": "num_classes", "vocabulary": "vocabulary",
+}
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("train", help="train a model", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", help="named model (see `videopool models`); not needed with --resume")
+    p.add_argument("--config", help="YAML file of training and model keys (overridden by flags)")
+    p.add_argument("--train-data", nargs="+", metavar="GLOB", help="training TFRecord files")
+    p.add_argument("--val-data", nargs="+", metavar="GLOB", help="held-out TFRecord files for validation")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, logs)")
+    p.add_argument("--num-classes", type=int, help="number of classes V")
+    p.add_argument("--vocabulary", metavar="CSV", help="vocabulary.csv; V = its number of rows")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="base learning rate")
+    p.add_argument("--max-steps", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                   help="auto: bf16 on CPUs with AMX/avx512_bf16 and bf16-capable GPUs, else fp32")
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--eval-every", type=int, metavar="N", help="validate (and checkpoint) every N steps")
+    p.add_argument("--checkpoint-every", type=int, metavar="N")
+    p.add_argument("--workers", type=int, help="data-loading processes (1 is enough on 2 cores)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a training or model key, e.g. --set clip_mode=global --set pooling.cluster_size=64")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _explicit_overrides(args) -> dict:
+    from videopool.training.config import parse_set_arguments
+
+    values = {field: getattr(args, flag) for flag, field in _FLAGS.items() if getattr(args, flag) is not None}
+    values.update(parse_set_arguments(args.set))
+    if args.no_progress:
+        values["progress"] = False
+    return values
+
+
+def run(args) -> int:
+    from videopool.data import RecordError
+    from videopool.training.api import build_config, num_classes_for
+    from videopool.training.loop import NonFiniteLossError, train
+
+    try:
+        config = build_config(args.model, args.config, _explicit_overrides(args), args.out, resume=args.resume)
+        num_classes = num_classes_for(config)
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        print(f"videopool train: error: {_message(err)}", file=sys.stderr)
+        return 2
+    try:
+        summary = train(config, num_classes, resume=args.resume)
+    except NonFiniteLossError as err:
+        print(f"videopool train: error: {err}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, RecordError) as err:
+        hint = ""
+        if "label" in str(err):
+            source = f"--vocabulary {config.vocabulary}" if config.vocabulary else f"--num-classes {num_classes}"
+            hint = f" (the model has V = {num_classes} classes from {source}; does it cover the data's label ids?)"
+        print(f"videopool train: error: {_message(err)}{hint}", file=sys.stderr)
+        return 2
+    if int(os.environ.get("RANK", "0")) == 0:
+        metrics = summary.get("metrics") or {}
+        shown = ", ".join(f"{k}={metrics[k]:.4f}" for k in ("gap", "hit_at_1", "loss") if k in metrics)
+        print(f"trained {summary['step']} steps ({summary['examples_seen']} videos) -> {summary['run_dir']}"
+              + (f"; validation {shown}" if shown else ""))
+    return 0
+
+
+def _message(err: BaseException) -> str:
+    # KeyError's str() adds quotes around the message
+    return err.args[0] if isinstance(err, KeyError) and err.args else str(err)

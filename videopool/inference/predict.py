@@ -1,0 +1,79 @@
+"""The one inference path: load a checkpoint, run a model over a loader, yield scores.
+
+``videopool evaluate``, ``videopool predict`` and the validation inside training all go
+through :func:`run_inference`, so the three can never disagree on preprocessing,
+frame selection or precision (WILLOW #29).
+
+Evaluation is deterministic by default: every real frame of a video (up to 300) is fed
+with the padding mask (``sampling="all"``). ``"uniform"`` takes evenly spaced frames;
+``"random"`` reproduces the reference code's stochastic 300-frames-with-replacement
+sampling at test time (spec §2.2, P9).
+
+``precision="bf16"`` runs a bf16 *copy* of the model (weights stored in bf16, inputs cast
+once), not autocast: autocast would re-cast every fp32 weight on every batch, which costs
+more than the matmuls for the big hidden layer (perf.md §3: 2.5x faster than autocast).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from videopool.training.checkpoint import find_checkpoint, load_weights_into, read_info
+
+
+def load_model(checkpoint_or_run_dir: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint (or a run directory's best/last) and load its weights.
+
+    Returns ``(model in eval mode, info)`` where ``info`` is the checkpoint's metadata
+    (``model_config``, ``train_config``, ``num_classes``, ``step``...).
+    """
+    from videopool.models import model_from_config_dict
+
+    path = find_checkpoint(checkpoint_or_run_dir)
+    info = read_info(path)
+    if "model_config" not in info:
+        raise ValueError(f"checkpoint {path!r} stores no model_config; cannot rebuild the model")
+    model = model_from_config_dict(info["model_config"])
+    load_weights_into(model, path)
+    info["path"] = path
+    return model.to(device).eval(), info
+
+
+def bf16_copy(model: nn.Module) -> nn.Module:
+    """A bf16 copy of ``model`` for inference (the original is left untouched)."""
+    if all(p.dtype == torch.bfloat16 for p in model.parameters()):
+        return model
+    return copy.deepcopy(model).to(torch.bfloat16)
+
+
+@torch.inference_mode()
+def run_inference(
+    model: nn.Module,
+    loader,
+    precision: str = "fp32",
+    device: str | torch.device | None = None,
+) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor]]:
+    """Yield ``(ids, probabilities float32 [B, V] on CPU, labels [B, V])`` for every batch.
+
+    The model runs in eval mode (BN moving statistics); its train/eval mode is restored
+    afterwards. ``precision`` is ``"fp32"`` or ``"bf16"`` (a bf16 copy, see module doc).
+    """
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"inference precision must be 'fp32' or 'bf16', got {precision!r}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    runner = bf16_copy(model) if precision == "bf16" else model
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    runner.eval()
+    try:
+        for batch in loader:
+            batch = batch.to(device, non_blocking=True)
+            frames = {name: x.to(dtype) for name, x in batch.frames.items()}
+            probabilities = runner(frames, batch.mask).float().cpu()
+            yield batch.ids, probabilities, batch.labels.cpu()
+    finally:
+        model.train(was_training)

@@ -1,0 +1,83 @@
+"""Building a :class:`TrainConfig` the way ``videopool train`` does, for scripts and tests."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from videopool.training.config import (
+    TrainConfig,
+    closest_key_message,
+    field_names,
+    load_yaml_config,
+    resolve_train_config,
+)
+
+
+def _model_key_checker():
+    from videopool.models.config import ConfigError
+    from videopool.models.overrides import resolve_key, valid_override_keys
+
+    def is_model_key(key: str) -> bool:
+        try:
+            resolve_key(key)
+            return True
+        except ConfigError:
+            return False
+
+    return valid_override_keys(), is_model_key
+
+
+def build_config(
+    model: str | None,
+    config_file: str | None,
+    overrides: dict[str, Any],
+    out: str,
+    resume: bool = False,
+) -> TrainConfig:
+    """Recipe of ``model`` → ``config_file`` → ``overrides`` (see :mod:`videopool.training.config`).
+
+    With ``resume`` the run's saved ``config.yaml`` replaces the recipe and file layers;
+    ``overrides`` still apply (e.g. a larger ``max_steps``).
+    """
+    model_keys, is_model_key = _model_key_checker()
+    if resume:
+        saved_path = os.path.join(out, "config.yaml")
+        if not os.path.isfile(saved_path):
+            raise FileNotFoundError(f"cannot resume: {saved_path!r} does not exist (wrong --out?)")
+        saved = load_yaml_config(saved_path)
+        saved.pop("resolved", None)
+        saved_model = saved.pop("model")
+        if model and model != saved_model:
+            raise ValueError(f"--model {model!r} differs from the run's model {saved_model!r} in {saved_path}")
+        return resolve_train_config(saved_model, saved, {}, {**overrides, "out": out}, model_keys, is_model_key)
+    if os.path.exists(os.path.join(out, "last.safetensors")):
+        raise ValueError(f"{out!r} already holds a training run; pass --resume to continue it, or choose another --out")
+    file_values = load_yaml_config(config_file) if config_file else {}
+    model = model or file_values.pop("model", None)
+    file_values.pop("model", None)
+    if not model:
+        raise ValueError("no model given: pass --model NAME (see `videopool models`) or put `model:` in --config")
+    from videopool.models import get_recipe
+
+    recipe = dict(get_recipe(model))
+    unknown = [k for k in recipe if k not in field_names()]
+    for key in unknown:  # a recipe key we do not know is a bug in the recipe, not in the user's input
+        raise KeyError(closest_key_message(key, field_names(), f"recipe of {model!r}"))
+    return resolve_train_config(model, recipe, file_values, {**overrides, "out": out}, model_keys, is_model_key)
+
+
+def num_classes_for(config: TrainConfig) -> int:
+    """V from ``--num-classes`` or the vocabulary file (they must agree when both are given)."""
+    from_vocabulary = None
+    if config.vocabulary:
+        from videopool.data import read_vocabulary
+
+        from_vocabulary = read_vocabulary(config.vocabulary).num_classes  # max id + 1
+    if config.num_classes is not None and from_vocabulary is not None and config.num_classes != from_vocabulary:
+        raise ValueError(f"--num-classes {config.num_classes} disagrees with {config.vocabulary!r}, "
+                         f"whose class ids need V = {from_vocabulary}")
+    value = config.num_classes if config.num_classes is not None else from_vocabulary
+    if value is None:
+        raise ValueError("give --num-classes V or --vocabulary vocabulary.csv")
+    return int(value)

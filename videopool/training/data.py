@@ -1,0 +1,84 @@
+"""DataLoaders over TFRecord globs for training and evaluation (one place for both)."""
+
+from __future__ import annotations
+
+import glob
+import os
+from typing import Sequence
+
+import torch
+from torch.utils.data import DataLoader
+
+
+def expand_patterns(patterns: Sequence[str] | str, what: str = "data") -> list[str]:
+    """Check that every glob matches at least one file; return the patterns unchanged."""
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not patterns:
+        raise ValueError(f"no {what} given: pass a file glob such as 'DATA/train-*.tfrecord'")
+    for pattern in patterns:
+        if not glob.glob(os.path.expanduser(pattern)):
+            raise FileNotFoundError(f"{what} pattern {pattern!r} matches no file")
+    return list(patterns)
+
+
+def make_loader(
+    patterns: Sequence[str] | str,
+    *,
+    num_classes: int,
+    batch_size: int,
+    strategy: str,
+    num_frames: int,
+    shuffle: bool,
+    seed: int = 0,
+    epoch: int = 0,
+    workers: int = 1,
+    rank: int | None = None,
+    world_size: int | None = None,
+    pin_memory: bool = False,
+    what: str = "data",
+) -> DataLoader:
+    """A DataLoader of :class:`~videopool.data.VideoBatch` over ``patterns``.
+
+    The dataset shards its files/records over ranks and loader workers itself, so
+    every video is read exactly once per epoch across the whole job.
+    """
+    from videopool.data import FrameSelection, VideoIterableDataset, collate_videos
+
+    dataset = VideoIterableDataset(
+        expand_patterns(patterns, what),
+        num_classes=num_classes,
+        selection=FrameSelection(strategy=strategy, num_frames=num_frames),
+        shuffle=shuffle,
+        seed=seed,
+        epoch=epoch,
+        rank=rank,
+        world_size=world_size,
+        dequantize=False,  # uint8 through the workers (4x fewer bytes); collate_videos dequantizes per batch
+    )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        collate_fn=collate_videos,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        # one batch ahead per worker: parsing shares the CPU with training (perf.md finding 6)
+        prefetch_factor=2 if workers > 0 else None,
+        persistent_workers=False,  # so each epoch's set_epoch reaches the workers
+    )
+
+
+def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
+    dataset = loader.dataset
+    if hasattr(dataset, "set_epoch"):
+        dataset.set_epoch(epoch)
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)

@@ -1,0 +1,305 @@
+"""The training loop: ``train_one_epoch``, ``evaluate`` and ``train`` (the entry point).
+
+Read it top to bottom like torchvision's reference ``train.py``: build the model and the
+optimizer, then alternate epochs of training with validation and checkpoints. One step:
+
+    lr    = base · decay ^ floor(examples_seen / decay_examples)
+    p     = model(frames, mask)                    (bf16 compute when precision is bf16)
+    loss  = BCE(p, y) + regularization_penalty · model.regularization_loss()
+    loss.backward(); clip (per tensor or global); Adam
+
+Under ``torchrun`` every rank reads its own shard of the data, all ranks take the same
+number of steps (the epoch ends at the shortest shard), rank 0 alone writes logs and
+checkpoints, and validation metrics are merged exactly from every rank's evaluator.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from videopool.inference.evaluate import evaluate
+from videopool.training import checkpoint as ckpt
+from videopool.training.config import TrainConfig, save_yaml
+from videopool.training.data import make_loader, seed_everything, set_loader_epoch
+from videopool.training.distributed import (
+    all_ranks_have_data,
+    gather_objects,
+    init_distributed,
+    shutdown_distributed,
+)
+from videopool.training.logging import RunLogger
+from videopool.training.malloc import tune_malloc
+from videopool.training.optim import staircase_learning_rate
+from videopool.training.precision import resolve_device, resolve_precision
+from videopool.training.step import NonFiniteLossError, TrainStep
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    examples_seen: int = 0
+    epoch: int = 0
+    batches_done_in_epoch: int = 0  # lets --resume skip what this epoch already trained on
+    best_gap: float = -math.inf
+    last_saved_step: int = -1
+
+
+class Trainer:
+    """Everything one run needs, built once by :func:`train`."""
+
+    def __init__(self, config: TrainConfig, num_classes: int, resume: bool = False) -> None:
+        tune_malloc()  # before the model's first big allocation
+        self.config = config
+        self.num_classes = num_classes
+        self.ctx, self.device = init_distributed(resolve_device(config.device))
+        self.precision = resolve_precision(config.precision, self.device)
+        self.state = TrainState()
+        self.last_ids: list[str] = []
+        self.run_dir = config.out
+        seed_everything(config.seed)
+
+        from videopool.models import create_model
+
+        self.model = create_model(config.model, num_classes=num_classes, **config.model_overrides)
+        resume_state = None
+        if resume:
+            resume_state = self._load_resume()
+        self.model.to(self.device).train()
+        self.step_fn = TrainStep(
+            self.model, precision=self.precision, device=self.device, learning_rate=config.learning_rate,
+            clip_gradient_norm=config.clip_gradient_norm, clip_mode=config.clip_mode, loss=config.loss,
+            regularization_penalty=config.regularization_penalty, bf16_scheme=config.bf16_scheme,
+            bf16_master_min_numel=config.bf16_master_min_numel,
+            adam_betas=tuple(config.adam_betas), adam_epsilon=config.adam_epsilon)
+        self.optimizer = self.step_fn.optimizer
+        self.pending_rng = None
+        if resume_state is not None:
+            self.optimizer.load_state_dict(resume_state["optimizer"])
+            rng = resume_state["rng"]
+            self.pending_rng = rng[self.ctx.rank % len(rng)]  # restored once the data iterator exists
+        if self.ctx.enabled:
+            self.step_fn.forward_model = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            self.step_fn.distributed = True
+        self.logger = RunLogger(self.run_dir, enabled=self.ctx.is_main)
+        if self.ctx.is_main:
+            os.makedirs(os.path.join(self.run_dir, "checkpoints"), exist_ok=True)
+            save_yaml(config, os.path.join(self.run_dir, "config.yaml"),
+                      {"resolved": {"precision": self.precision, "device": str(self.device),
+                                    "num_classes": num_classes, "world_size": self.ctx.world_size}})
+
+    # --- checkpoints -------------------------------------------------------------
+
+    def _load_resume(self) -> dict[str, Any]:
+        resume_state = ckpt.load_resume(os.path.join(self.run_dir, "resume.pt"))
+        step = resume_state["state"]["step"]
+        weights = os.path.join(self.run_dir, "last.safetensors")
+        if not os.path.isfile(weights) or ckpt.read_info(weights).get("step") != step:
+            # killed between the weights and the resume file: use the step file of the resume state
+            weights = os.path.join(self.run_dir, "checkpoints", f"step-{step:06d}.safetensors")
+        ckpt.load_weights_into(self.model, weights)
+        self.state = TrainState(**resume_state["state"])
+        return resume_state
+
+    def info(self, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {
+            "format": "videopool-checkpoint-1",
+            "model_config": self.model.config.to_dict(),
+            "train_config": self.config.to_dict(),
+            "num_classes": self.num_classes,
+            "feature_names": list(self.model.config.modalities),
+            "step": self.state.step,
+            "examples_seen": self.state.examples_seen,
+            "epoch": self.state.epoch,
+            "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
+        }
+
+    def save(self, best: bool = False, metrics: dict[str, Any] | None = None) -> None:
+        """Write step-N, last (+ best) weights and the resume file; rank 0 writes, all ranks gather RNG."""
+        self._check_finite_weights()
+        rng = gather_objects(ckpt.rng_state(), self.ctx)
+        if not self.ctx.is_main:
+            return
+        step_path = os.path.join(self.run_dir, "checkpoints", f"step-{self.state.step:06d}.safetensors")
+        if self.state.last_saved_step != self.state.step or not os.path.exists(step_path):
+            ckpt.save_weights(step_path, self.step_fn.state_dict_fp32(), self.info(metrics))
+            self.state.last_saved_step = self.state.step
+            _link_atomically(step_path, os.path.join(self.run_dir, "last.safetensors"))
+            ckpt.save_resume(os.path.join(self.run_dir, "resume.pt"), {
+                "state": vars(self.state).copy(),
+                "optimizer": self.optimizer.state_dict(),
+                "rng": rng,
+            })
+            self._prune_step_files()
+        if best:
+            _link_atomically(step_path, os.path.join(self.run_dir, "best.safetensors"))
+
+    def _check_finite_weights(self) -> None:
+        # A huge step can overflow a weight while the ε-guarded loss stays finite; never save that.
+        for name, tensor in self.step_fn.state_dict_fp32().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise NonFiniteLossError(self._nan_message(f"weight {name!r} became non-finite", self.last_ids,
+                                                            self.state.step))
+
+    def _prune_step_files(self) -> None:
+        keep = self.config.keep_checkpoints
+        folder = os.path.join(self.run_dir, "checkpoints")
+        files = sorted(f for f in os.listdir(folder) if f.startswith("step-") and f.endswith(".safetensors"))
+        if keep > 0:
+            for name in files[:-keep]:
+                os.unlink(os.path.join(folder, name))  # last/best are hard links and survive
+
+    # --- loop --------------------------------------------------------------------
+
+    def train_loader(self, epoch: int):
+        c = self.config
+        loader = make_loader(c.train_data, num_classes=self.num_classes, batch_size=c.batch_size,
+                             strategy=c.frame_selection, num_frames=c.num_frames, shuffle=True,
+                             seed=c.seed, epoch=epoch, workers=c.workers, rank=self.ctx.rank,
+                             world_size=self.ctx.world_size, pin_memory=self.device.type == "cuda",
+                             what="--train-data")
+        set_loader_epoch(loader, epoch)
+        return loader
+
+    def train_step(self, batch) -> float:
+        c = self.config
+        lr = staircase_learning_rate(c.learning_rate, c.lr_decay, c.lr_decay_examples, self.state.examples_seen)
+        batch = batch.to(self.device, non_blocking=True)
+        try:
+            loss = self.step_fn(batch.frames, batch.mask, batch.labels, lr)
+        except NonFiniteLossError as err:
+            raise NonFiniteLossError(self._nan_message(str(err), batch.ids, self.state.step + 1)) from None
+        self.state.step += 1
+        self.state.examples_seen += len(batch) * self.ctx.world_size
+        self.last_lr, self.last_ids = lr, batch.ids
+        return float(loss)
+
+    def _nan_message(self, what: str, ids: list[str], step: int) -> str:
+        shown = ", ".join(ids[:8]) + (" ..." if len(ids) > 8 else "")
+        last = os.path.join(self.run_dir, "last.safetensors")
+        kept = (f"the last good checkpoint is {last} (step {self.state.last_saved_step})"
+                if self.state.last_saved_step >= 0 else "no checkpoint had been written yet")
+        return (f"{what} at step {step} on the batch of videos [{shown}]; "
+                f"training stopped and {kept}. Try a lower --lr, --precision fp32, or check these records.")
+
+    def train_one_epoch(self, epoch: int, progress) -> bool:
+        """One pass over the training shards; returns False once max_steps is reached."""
+        c = self.config
+        skip = self.state.batches_done_in_epoch
+        started, seen = time.perf_counter(), 0
+        iterator = iter(self.train_loader(epoch))
+        if self.pending_rng is not None:
+            # Creating a DataLoader iterator draws from torch's RNG: restore the saved state after it,
+            # so dropout etc. continue exactly where the interrupted run left off.
+            ckpt.set_rng_state(self.pending_rng)
+            self.pending_rng = None
+        index = 0
+        while True:
+            if c.max_steps is not None and self.state.step >= c.max_steps:
+                return False  # e.g. resuming a run that already reached max_steps
+            batch = next(iterator, None)
+            if not all_ranks_have_data(batch is not None, self.ctx, self.device):
+                break
+            index += 1
+            if index <= skip:
+                continue  # trained on before the run was resumed
+            loss = self.train_step(batch)
+            self.state.batches_done_in_epoch = index
+            seen += len(batch) * self.ctx.world_size
+            rate = seen / max(time.perf_counter() - started, 1e-9)
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(loss=f"{loss:.4g}", videos_per_s=f"{rate:.1f}", epoch=epoch)
+            if self.state.step % max(c.log_every, 1) == 0 or index == skip + 1:
+                self.logger.log("train", self.state.step, {"loss": loss, "lr": self.last_lr,
+                                                           "videos_per_s": rate, "epoch": epoch})
+            if c.eval_every and self.state.step % c.eval_every == 0:
+                self.validate_and_save()
+            elif c.checkpoint_every and self.state.step % c.checkpoint_every == 0:
+                self.save()
+            if c.max_steps is not None and self.state.step >= c.max_steps:
+                return False
+        return True
+
+    def validate(self) -> dict[str, Any] | None:
+        if not self.config.val_data:
+            return None
+        return evaluate(self.model, self.config.val_data, num_classes=self.num_classes,
+                        batch_size=self.config.eval_batch_size or self.config.batch_size,
+                        sampling=self.config.eval_sampling, num_frames=self.config.num_frames,
+                        precision=self.precision, device=self.device, ctx=self.ctx,
+                        workers=self.config.workers, loss=self.config.loss, seed=self.config.seed)
+
+    def validate_and_save(self) -> dict[str, Any] | None:
+        metrics = self.validate()
+        self.last_metrics, self.last_validated_step = metrics, self.state.step
+        best = False
+        if metrics is not None:
+            scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+            self.logger.log("val", self.state.step, scalars)
+            best = metrics["gap"] > self.state.best_gap
+            if best:
+                self.state.best_gap = float(metrics["gap"])
+        self.save(best=best, metrics=metrics)
+        return metrics
+
+    def fit(self) -> dict[str, Any]:
+        c = self.config
+        if c.max_steps is None and c.epochs is None:
+            raise ValueError("give --max-steps or --epochs (or both) so training knows when to stop")
+        progress = None
+        if self.ctx.is_main and c.progress:
+            from tqdm import tqdm
+
+            progress = tqdm(total=c.max_steps, initial=self.state.step, unit="step", dynamic_ncols=True)
+        self.last_metrics, self.last_validated_step = None, -1
+        try:
+            while c.epochs is None or self.state.epoch < c.epochs:
+                more = self.train_one_epoch(self.state.epoch, progress)
+                if not more:
+                    break
+                if progress is not None and c.epochs is not None and self.state.epoch == 0:
+                    # the first epoch tells how many steps an epoch has: now the bar's ETA means something
+                    total = self.state.step * c.epochs
+                    progress.total = min(total, c.max_steps) if c.max_steps else total
+                    progress.refresh()
+                self.state.epoch += 1
+                self.state.batches_done_in_epoch = 0
+                if not c.eval_every:
+                    self.validate_and_save()
+            if self.last_validated_step != self.state.step:
+                self.validate_and_save()
+        finally:
+            if progress is not None:
+                progress.close()
+            self.logger.close()
+        return {"step": self.state.step, "examples_seen": self.state.examples_seen,
+                "epoch": self.state.epoch, "metrics": self.last_metrics, "run_dir": self.run_dir}
+
+
+def _link_atomically(source: str, target: str) -> None:
+    """Make ``target`` name the same file as ``source`` (hard link, copy where links fail), atomically."""
+    import shutil
+
+    with ckpt.atomic_path(target) as tmp:
+        os.unlink(tmp)
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copyfile(source, tmp)
+
+
+def train(config: TrainConfig, num_classes: int, resume: bool = False) -> dict[str, Any]:
+    """Run a whole training job (single process or one torchrun rank) and return a summary."""
+    trainer = Trainer(config, num_classes, resume=resume)
+    try:
+        return trainer.fit()
+    finally:
+        shutdown_distributed()
