@@ -36,9 +36,8 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from videopool.data import RecordError
-
-    from videopool.inference.predict import load_model
-    from videopool.inference.evaluate import evaluate
+    from videopool.inference.evaluation import evaluate
+    from videopool.inference.predict import inference_num_frames, load_model
     from videopool.training.precision import resolve_device, resolve_precision
 
     try:
@@ -47,7 +46,8 @@ def run(args) -> int:
         train_config = info.get("train_config", {})
         results = evaluate(
             model, args.data, num_classes=int(info["num_classes"]), batch_size=args.batch_size,
-            sampling=args.sampling, num_frames=args.num_frames or int(train_config.get("num_frames", 300)),
+            sampling=args.sampling,
+            num_frames=inference_num_frames(args.sampling, args.num_frames, train_config.get("num_frames")),
             precision=resolve_precision(args.precision, device), device=device, workers=args.workers,
             loss=train_config.get("loss", "bce_sum"), top_k=args.top_k, seed=args.seed, keep_evaluator=True,
         )

@@ -33,45 +33,16 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from videopool.data import RecordError
+    from videopool.inference.predict import write_predictions
 
     try:
-        count = predict_to_csv(args)
+        count = write_predictions(args.checkpoint, args.data, args.out, top_k=args.top_k,
+                                  vocabulary=args.vocabulary, with_names=args.with_names,
+                                  sampling=args.sampling, num_frames=args.num_frames,
+                                  batch_size=args.batch_size, precision=args.precision, device=args.device,
+                                  workers=args.workers, seed=args.seed)
     except (ValueError, FileNotFoundError, KeyError, RecordError) as err:
         print(f"videopool predict: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote top-{args.top_k} predictions for {count} videos to {args.out}")
     return 0
-
-
-def predict_to_csv(args) -> int:
-    from videopool.inference.formats import VideoPredictionWriter
-    from videopool.inference.predict import load_model, run_inference
-    from videopool.training.data import make_loader
-    from videopool.training.precision import resolve_device, resolve_precision
-
-    device = resolve_device(args.device)
-    model, info = load_model(args.checkpoint, device)
-    num_classes = int(info["num_classes"])
-    names = None
-    if args.with_names or args.vocabulary:
-        if not args.vocabulary:
-            raise ValueError("--with-names needs --vocabulary vocabulary.csv")
-        names = _class_names(args.vocabulary, num_classes)
-    loader = make_loader(args.data, num_classes=num_classes, batch_size=args.batch_size, strategy=args.sampling,
-                         num_frames=args.num_frames or int(info.get("train_config", {}).get("num_frames", 300)),
-                         shuffle=False, seed=args.seed, workers=args.workers, what="--data")
-    precision = resolve_precision(args.precision, device)
-    with VideoPredictionWriter(args.out, top_k=args.top_k, class_names=names if args.with_names else None) as writer:
-        for ids, probabilities, _ in run_inference(model, loader, precision=precision, device=device):
-            writer.write_batch(ids, probabilities)
-    return writer.num_rows
-
-
-def _class_names(path: str, num_classes: int) -> list[str]:
-    from videopool.data import read_vocabulary
-
-    vocabulary = read_vocabulary(path)
-    if vocabulary.num_classes != num_classes:
-        raise ValueError(f"vocabulary {path!r} covers class ids 0..{vocabulary.num_classes - 1} but the model "
-                         f"predicts {num_classes} classes; use the vocabulary the model was trained with")
-    return [vocabulary.name(i) for i in range(num_classes)]

@@ -6,7 +6,7 @@ _EXPORTS = {
     "load_model": "predict",
     "run_inference": "predict",
     "bf16_copy": "predict",
-    "evaluate": "evaluate",
+    "evaluate": "evaluation",
     # submission files (formats.py)
     "VideoPredictionWriter": "formats",
     "SegmentSubmissionWriter": "formats",

@@ -77,3 +77,54 @@ def run_inference(
             yield batch.ids, probabilities, batch.labels.cpu()
     finally:
         model.train(was_training)
+
+
+MAX_FRAMES = 300  # YouTube-8M's extractor keeps at most 300 one-second frames
+
+
+def inference_num_frames(sampling: str, requested: int | None, trained: int | None) -> int:
+    """Frames per video at inference: an explicit request wins; ``all`` means every real frame (up to
+    the YT8M cap) whatever the training run sampled; the sampling strategies reuse the training count."""
+    if requested:
+        return requested
+    if sampling == "all":
+        return MAX_FRAMES
+    return int(trained or MAX_FRAMES)
+
+
+def write_predictions(checkpoint: str, data, out: str, *, top_k: int = 20, vocabulary: str | None = None,
+                      with_names: bool = False, sampling: str = "all", num_frames: int | None = None,
+                      batch_size: int = 256, precision: str = "fp32", device: str = "auto", workers: int = 1,
+                      seed: int = 0) -> int:
+    """Write the Kaggle CSV (``VideoId,LabelConfidencePairs``) of ``checkpoint`` on ``data``;
+    returns the number of videos. ``with_names`` adds a class-name column from ``vocabulary``."""
+    from videopool.inference.formats import VideoPredictionWriter
+    from videopool.training.data import make_loader
+    from videopool.training.precision import resolve_device, resolve_precision
+
+    device = resolve_device(device)
+    model, info = load_model(checkpoint, device)
+    num_classes = int(info["num_classes"])
+    names = None
+    if with_names or vocabulary:
+        if not vocabulary:
+            raise ValueError("--with-names needs --vocabulary vocabulary.csv")
+        names = class_names(vocabulary, num_classes)
+    loader = make_loader(data, num_classes=num_classes, batch_size=batch_size, strategy=sampling,
+                         num_frames=inference_num_frames(sampling, num_frames, info.get("train_config", {}).get("num_frames")),
+                         shuffle=False, seed=seed, workers=workers, what="--data")
+    precision = resolve_precision(precision, device)
+    with VideoPredictionWriter(out, top_k=top_k, class_names=names if with_names else None) as writer:
+        for ids, probabilities, _ in run_inference(model, loader, precision=precision, device=device):
+            writer.write_batch(ids, probabilities)
+    return writer.num_rows
+
+
+def class_names(path: str, num_classes: int) -> list[str]:
+    from videopool.data import read_vocabulary
+
+    vocabulary = read_vocabulary(path)
+    if vocabulary.num_classes != num_classes:
+        raise ValueError(f"vocabulary {path!r} covers class ids 0..{vocabulary.num_classes - 1} but the model "
+                         f"predicts {num_classes} classes; use the vocabulary the model was trained with")
+    return [vocabulary.name(i) for i in range(num_classes)]

@@ -47,6 +47,8 @@ class TrainConfig:
     checkpoint_every: int = 1000
     keep_checkpoints: int = 3  # step-*.safetensors kept besides last/best; 0 = keep all
     log_every: int = 10
+    bn_recompute_batches: int = 20  # re-estimate BN statistics on this many training batches before
+    # each validation/checkpoint (videopool.training.batch_norm); 0 keeps the TF moving averages
     eval_sampling: str = "all"  # frames used in validation: all (masked) | uniform | random
     eval_batch_size: int | None = None
     # execution

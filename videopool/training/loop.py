@@ -15,6 +15,7 @@ checkpoints, and validation metrics are merged exactly from every rank's evaluat
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -24,8 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from videopool.inference.evaluate import evaluate
+from videopool.inference.evaluation import evaluate
+from videopool.inference.predict import inference_num_frames
 from videopool.training import checkpoint as ckpt
+from videopool.training.batch_norm import batch_norm_layers, recompute_batch_norm
 from videopool.training.config import TrainConfig, save_yaml
 from videopool.training.data import make_loader, seed_everything, set_loader_epoch
 from videopool.training.distributed import (
@@ -37,7 +40,7 @@ from videopool.training.distributed import (
 from videopool.training.logging import RunLogger
 from videopool.training.malloc import tune_malloc
 from videopool.training.optim import staircase_learning_rate
-from videopool.training.precision import resolve_device, resolve_precision
+from videopool.training.precision import autocast, resolve_device, resolve_precision
 from videopool.training.step import NonFiniteLossError, TrainStep
 
 
@@ -233,11 +236,33 @@ class Trainer:
             return None
         return evaluate(self.model, self.config.val_data, num_classes=self.num_classes,
                         batch_size=self.config.eval_batch_size or self.config.batch_size,
-                        sampling=self.config.eval_sampling, num_frames=self.config.num_frames,
+                        sampling=self.config.eval_sampling,
+                        num_frames=inference_num_frames(self.config.eval_sampling, None, self.config.num_frames),
                         precision=self.precision, device=self.device, ctx=self.ctx,
                         workers=self.config.workers, loss=self.config.loss, seed=self.config.seed)
 
+    def refresh_batch_norm(self) -> None:
+        """Precise BN before validating/saving (see :mod:`videopool.training.batch_norm`)."""
+        wanted = self.config.bn_recompute_batches
+        if wanted <= 0 or not batch_norm_layers(self.model):
+            return
+        rng = ckpt.rng_state()  # the extra loader must not shift the training run's random stream
+        batches = itertools.islice(self.train_loader(self.state.epoch + 7919), wanted)
+
+        def forward(batch) -> None:
+            batch = batch.to(self.device)
+            with autocast(self.device, self.precision):
+                self.model(batch.frames, batch.mask)
+
+        recompute_batch_norm(self.model, batches, forward)
+        if self.ctx.enabled:  # every rank evaluates (and rank 0 saves) the same statistics
+            for layer in batch_norm_layers(self.model):
+                torch.distributed.broadcast(layer.running_mean, 0)
+                torch.distributed.broadcast(layer.running_var, 0)
+        ckpt.set_rng_state(rng)
+
     def validate_and_save(self) -> dict[str, Any] | None:
+        self.refresh_batch_norm()
         metrics = self.validate()
         self.last_metrics, self.last_validated_step = metrics, self.state.step
         best = False
