@@ -14,7 +14,6 @@ import argparse
 import glob
 import json
 import os
-import shutil
 import time
 
 # Each model at the learning rate that suits it under the shared budget: with the TF1 recipe
@@ -83,11 +82,9 @@ def prepare_data(data_dir: str, args: argparse.Namespace) -> None:
 
 def train_and_evaluate(model_name: str, learning_rate: float, splits: dict, vocabulary: str,
                        args: argparse.Namespace) -> dict:
-    from videopool.models import count_parameters, get_model_config
-    from videopool.training import build_config, num_classes_for, train
+    from videopool.models import get_model_config
+    from videopool.training import train_named_model
 
-    run_dir = os.path.join(args.dir, "runs", model_name)
-    shutil.rmtree(run_dir, ignore_errors=True)  # a demo run always starts fresh
     overrides = {
         "train_data": splits["train"], "val_data": splits["validate"], "vocabulary": vocabulary,
         "epochs": args.epochs, "learning_rate": learning_rate, "num_frames": args.num_frames,
@@ -96,18 +93,9 @@ def train_and_evaluate(model_name: str, learning_rate: float, splits: dict, voca
         "lr_decay_examples": 50 * max(args.train_videos, 1), "checkpoint_every": 0,
         "progress": not args.no_progress,
     }
-    config = build_config(model_name, None, overrides, run_dir)
-    num_classes = num_classes_for(config)
     print(f"\ntraining {model_name} ({get_model_config(model_name).pooling.type} pooling) "
           f"for {args.epochs} epochs, lr {learning_rate:g}, {args.num_frames} random frames per video")
-    started = time.perf_counter()
-    summary = train(config, num_classes)
-    seconds = time.perf_counter() - started
-    from videopool.models import create_model
-
-    params = count_parameters(create_model(model_name, num_classes=num_classes, device="meta"))
-    return {"model": model_name, "run_dir": run_dir, "metrics": summary["metrics"], "seconds": seconds,
-            "videos_per_s": summary["examples_seen"] / seconds, "parameters": params}
+    return train_named_model(model_name, os.path.join(args.dir, "runs", model_name), overrides)
 
 
 def print_comparison(results: list[dict]) -> None:

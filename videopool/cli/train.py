@@ -2,7 +2,7 @@
 
 Example::
 
-    videopool train --model gated_netvlad_k64 --train-data 'data/train-*.tfrecord' \\
+    videopool train --model gated_netvlad_256_small --train-data 'data/train-*.tfrecord' \\
         --val-data 'data/validate-*.tfrecord' --vocabulary data/vocabulary.csv --out runs/k64 \\
         --max-steps 2000 --set lr_decay_examples=100000 --set pooling.cluster_size=32
 

@@ -1,7 +1,7 @@
 """Training: the loop, checkpoints, optimizer recipe, precision and torchrun support.
 
     from videopool.training import build_config, train
-    config = build_config("gated_netvlad_k64", None, {"train_data": ["d/train-*.tfrecord"], "max_steps": 100}, "runs/x")
+    config = build_config("gated_netvlad_256_small", None, {"train_data": ["d/train-*.tfrecord"], "max_steps": 100}, "runs/x")
     train(config, num_classes=3862)
 """
 
@@ -13,6 +13,7 @@ _EXPORTS = {
     "parse_set_arguments": "config",
     "build_config": "api",
     "num_classes_for": "api",
+    "train_named_model": "api",
     "train": "loop",
     "evaluate": "loop",
     "Trainer": "loop",

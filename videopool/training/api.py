@@ -81,3 +81,24 @@ def num_classes_for(config: TrainConfig) -> int:
     if value is None:
         raise ValueError("give --num-classes V or --vocabulary vocabulary.csv")
     return int(value)
+
+
+def train_named_model(model: str, out: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Train ``model`` (a registered name) into a fresh ``out`` with ``overrides`` on its recipe and
+    return the run summary plus wall time, training throughput and the trainable parameter count.
+    What ``videopool demo`` and ``benchmarks/ablations.py`` run for each model they compare."""
+    import shutil
+    import time
+
+    from videopool.models import count_parameters, create_model
+    from videopool.training.loop import train
+
+    shutil.rmtree(out, ignore_errors=True)
+    config = build_config(model, None, overrides, out)
+    num_classes = num_classes_for(config)
+    started = time.perf_counter()
+    summary = train(config, num_classes)
+    seconds = time.perf_counter() - started
+    meta = create_model(model, num_classes=num_classes, device="meta", **config.model_overrides)
+    return {**summary, "model": model, "seconds": seconds, "videos_per_s": summary["examples_seen"] / seconds,
+            "parameters": count_parameters(meta), "learning_rate": config.learning_rate}
