@@ -6,6 +6,10 @@
 bf16 runs a bf16 copy of the model (:func:`videopool.inference.bf16_copy`, the path
 ``evaluate``/``predict --precision bf16`` take); ``--autocast`` adds the autocast variant
 for comparison. Targets from perf.md: bf16 weights >= 2.5x TF (about 510 / 220 videos/s).
+
+If TensorFlow is importable, the same model in TF2 (``tf_gated_netvlad.py``, a ``tf.function``; fp32 and the
+``mixed_bfloat16`` scheme) is timed first for each cluster size, and every torch row gets its ratio to the TF2
+row of the same precision (``torch/TF``); otherwise perf.md's TF2 anchors are printed.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ tune_malloc()
 import torch  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_train import forward_flops_per_video, matmul_ceiling, peak_rss_gb  # noqa: E402
+from bench_train import forward_flops_per_video, matmul_ceiling, peak_rss_gb, tfg  # noqa: E402
 
 from videopool.inference.predict import bf16_copy  # noqa: E402
 from videopool.models import create_model  # noqa: E402
@@ -49,23 +53,44 @@ def main(argv=None) -> int:
     p.add_argument("--num-classes", type=int, default=3862)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-frames", type=int, default=300)
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
+                   help="TF2 precisions timed when TensorFlow is installed (bf16 = mixed_bfloat16)")
     p.add_argument("--autocast", action="store_true", help="also time fp32 weights under bf16 autocast")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--min-steps", type=int, default=5)
     p.add_argument("--max-steps", type=int, default=30)
     p.add_argument("--min-seconds", type=float, default=8.0)
+    p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc tuned: {tune_malloc()}")
+    compare_tf = tfg is not None and args.model == tfg.MODEL_NAME
+    if compare_tf:
+        tfg.set_threads(torch.get_num_threads())
+        print(f"TensorFlow {tfg.tf.__version__} importable: the TF2 model is timed side by side.")
+    else:
+        print("TF2 side-by-side skipped (TensorFlow not installed, or no TF twin of this model); perf.md anchors, "
+              "videos/s: K=64 fp32 509.9 / bf16 491.7, K=256 fp32 178.8 / bf16 219.7.")
     ceilings = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
     print(f"matmul ceiling (this run): fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s")
-    print(f"{'K':>4} {'mode':>14} {'videos/s':>9} {'batch s':>8} {'GFLOP/video':>11} {'% own ceil':>10} {'peak RSS GB':>11}")
+    print(f"{'K':>4} {'mode':>14} {'videos/s':>9} {'batch s':>8} {'GFLOP/video':>11} {'% own ceil':>10} "
+          f"{'peak RSS GB':>11} {'torch/TF':>8}")
     for clusters in args.clusters:
+        b, n = args.batch_size, args.num_frames
+        flops = forward_flops_per_video(
+            create_model(args.model, num_classes=args.num_classes, cluster_size=clusters, device="meta").config, n)
+        tf_speed = {}
+        for precision in args.precisions if compare_tf else []:  # before the torch model exists: lower peak RSS
+            seconds = tfg.infer_seconds(clusters, args.num_classes, precision, b, n, args.warmup, args.min_steps,
+                                        args.max_steps, args.min_seconds)
+            tf_speed[precision] = b / seconds
+            print(f"{clusters:>4} {'TF2 ' + precision:>14} {b / seconds:>9.1f} {seconds:>8.3f} {flops / 1e9:>11.3f} "
+                  f"{100 * flops * b / seconds / 1e9 / ceilings[precision]:>9.1f}% {peak_rss_gb():>11.2f}", flush=True)
         torch.manual_seed(0)
         model = create_model(args.model, num_classes=args.num_classes, cluster_size=clusters).eval()
-        b, n = args.batch_size, args.num_frames
         frames = {name: torch.rand(b, n, size) * 4 - 2 for name, size in model.config.modalities.items()}
         mask = torch.ones(b, n, dtype=torch.bool)
-        flops = forward_flops_per_video(model.config, n)
         modes = [("fp32", model, frames, False, "fp32")]
         if args.autocast:
             modes.append(("bf16 autocast", model, frames, True, "bf16"))
@@ -73,7 +98,8 @@ def main(argv=None) -> int:
         for name, runner, inputs, autocast, ceiling in modes:
             seconds = bench(runner, inputs, mask, autocast, args)
             print(f"{clusters:>4} {name:>14} {b / seconds:>9.1f} {seconds:>8.3f} {flops / 1e9:>11.3f} "
-                  f"{100 * flops * b / seconds / 1e9 / ceilings[ceiling]:>9.1f}% {peak_rss_gb():>11.2f}", flush=True)
+                  f"{100 * flops * b / seconds / 1e9 / ceilings[ceiling]:>9.1f}% {peak_rss_gb():>11.2f} "
+                  f"{f'{b / seconds / tf_speed[ceiling]:.2f}' if ceiling in tf_speed else '':>8}", flush=True)
     return 0
 
 

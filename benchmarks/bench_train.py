@@ -8,8 +8,10 @@ All configurations of one cluster size are built together and timed round-robin 
 each per round, so they share the shared machine's noise): warm-up steps, then the median
 step time over at least --min-steps rounds and --min-seconds per configuration; prints videos/s, the analytic matmul FLOPs per video (training =
 3 x forward, perf.md §3), the fraction of this machine's matmul ceiling measured in the same
-run, and peak RSS (of the process, so cumulative over configurations). If TensorFlow happens to be importable, nothing else is needed: this
-script does not build a TF model (see perf.md for the TF2 anchors), it only reports that.
+run, and peak RSS (of the process, so cumulative over configurations). If TensorFlow happens to be importable,
+the same model in TF2 (``tf_gated_netvlad.py``, a ``tf.function`` step) is timed the same way right after the
+torch group of each cluster size (separately, to keep peak memory at one framework's) and the torch/TF ratios
+are printed; otherwise perf.md's TF2 anchors are printed instead.
 The step is :class:`videopool.training.step.TrainStep`, the same code the trainer runs.
 """
 
@@ -29,6 +31,12 @@ import torch  # noqa: E402
 
 from videopool.models import create_model  # noqa: E402
 from videopool.training.step import TrainStep  # noqa: E402
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+try:
+    import tf_gated_netvlad as tfg  # only when TensorFlow is installed; never a videopool dependency
+except ImportError:
+    tfg = None
 
 
 def matmul_ceiling(dtype: torch.dtype, sizes=(2048, 3072), repeats: int = 5) -> float:
@@ -145,6 +153,21 @@ def memory_check(args) -> None:
           f"{len(over)} operator allocations exceed the largest weight (see above)")
 
 
+def print_row(args, r, ceilings: dict[str, float]) -> float:
+    """Print one runner's result line; returns its videos/s."""
+    median = statistics.median(r.times)
+    achieved = r.flops * args.batch_size / median / 1e9
+    print(f"{r.clusters:>4} {r.precision:>9} {r.scheme:>15} {args.batch_size / median:>9.1f} {median:>7.3f} "
+          f"{r.flops / 1e9:>11.3f} {100 * achieved / ceilings['fp32']:>10.1f}% "
+          f"{100 * achieved / ceilings[r.precision]:>9.1f}% {peak_rss_gb():>11.2f}", flush=True)
+    return args.batch_size / median
+
+
+def model_config(args, clusters: int):
+    """The named model's config at ``clusters`` (for its FLOPs; built on the meta device, no memory)."""
+    return create_model(args.model, num_classes=args.num_classes, cluster_size=clusters, device="meta").config
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="gated_netvlad_256")
@@ -165,11 +188,13 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc tuned: {tune_malloc()}")
-    try:
-        import tensorflow  # noqa: F401
-
-        print("TensorFlow is importable; compare against perf.md's TF2 anchors measured side by side.")
-    except ImportError:
+    compare_tf = tfg is not None and args.model == tfg.MODEL_NAME
+    if compare_tf:
+        tfg.set_threads(torch.get_num_threads())
+        print(f"TensorFlow {tfg.tf.__version__} importable: the TF2 model is timed side by side.")
+    elif tfg is not None:
+        print(f"TensorFlow importable, but its twin exists only for {tfg.MODEL_NAME}: TF2 side-by-side skipped.")
+    else:
         print("TensorFlow not installed: TF2 side-by-side skipped (perf.md anchors: K=64 fp32 82.9 / bf16 97.9, "
               "K=256 fp32 30.8 / bf16 38.0 videos/s).")
     if args.memory_check:
@@ -184,13 +209,19 @@ def main(argv=None) -> int:
                    for precision in args.precisions
                    for scheme in (args.bf16_schemes if precision == "bf16" else ["master_weights"])]
         bench_group(args, runners)
-        for r in runners:
-            median = statistics.median(r.times)
-            achieved = r.flops * args.batch_size / median / 1e9
-            print(f"{clusters:>4} {r.precision:>9} {r.scheme:>15} {args.batch_size / median:>9.1f} {median:>7.3f} "
-                  f"{r.flops / 1e9:>11.3f} {100 * achieved / ceilings['fp32']:>10.1f}% "
-                  f"{100 * achieved / ceilings[r.precision]:>9.1f}% {peak_rss_gb():>11.2f}", flush=True)
+        torch_speeds = [(r.precision, r.scheme, print_row(args, r, ceilings)) for r in runners]
         del runners
+        if compare_tf:
+            tf_runners = [tfg.TrainRunner(clusters, args.num_classes, precision, args.batch_size, args.num_frames,
+                                          3 * forward_flops_per_video(model_config(args, clusters), args.num_frames))
+                          for precision in args.precisions]
+            bench_group(args, tf_runners)
+            for r in tf_runners:
+                tf_speed = print_row(args, r, ceilings)
+                ratios = ", ".join(f"{scheme if precision == 'bf16' else 'fp32'} {speed / tf_speed:.2f}"
+                                   for precision, scheme, speed in torch_speeds if precision == r.precision)
+                print(f"     torch / TF2 {r.precision} (same run): {ratios}", flush=True)
+            del tf_runners
     return 0
 
 
