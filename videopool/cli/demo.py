@@ -14,7 +14,6 @@ import argparse
 import glob
 import json
 import os
-import time
 
 # Each model at the learning rate that suits it under the shared budget: with the TF1 recipe
 # (Adam, per-tensor clipping) a logistic layer's biases move ~lr per step, so the baseline needs a

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from videopool.layers.norm import MaskedBatchNorm1d, l2_normalize
+from videopool.layers.norm import l2_normalize
+from videopool.layers.projection import ClusterProjection
 from videopool.layers.registry import register_pooling
 from videopool.layers.simple import masked_max, masked_mean, prepare_frames
 
@@ -23,7 +22,7 @@ _POOLINGS = ("max", "average", "max_average")
 
 
 @register_pooling("dbof")
-class DBoF(nn.Module):
+class DBoF(ClusterProjection):
     """Per-frame up-projection to K "clusters", activation, then pooling over the real frames.
 
         h_n = act(BN(x_n W_c))                      (W_c = cluster_weights [D, K] ~ N(0, 1/D))
@@ -49,34 +48,20 @@ class DBoF(nn.Module):
         activation: str = "sigmoid",
         pooling: str = "max",
     ) -> None:
-        super().__init__()
         if activation not in _ACTIVATIONS:
             raise ValueError(f"DBoF activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
         if pooling not in _POOLINGS:
             raise ValueError(f"DBoF pooling must be one of {list(_POOLINGS)}, got {pooling!r}")
-        self.feature_size = feature_size
-        self.cluster_size = cluster_size
-        self.add_batch_norm = add_batch_norm
+        super().__init__(feature_size, cluster_size, add_batch_norm)
         self.activation = activation
         self.pooling = pooling
-        init_std = 1.0 / math.sqrt(feature_size)
-        self.cluster_weights = nn.Parameter(torch.randn(feature_size, cluster_size) * init_std)
-        if add_batch_norm:
-            self.cluster_bn = MaskedBatchNorm1d(cluster_size)
-            self.register_parameter("cluster_biases", None)
-        else:
-            self.cluster_bn = None
-            self.cluster_biases = nn.Parameter(torch.randn(cluster_size) * init_std)
         self.output_size = 2 * cluster_size if pooling == "max_average" else cluster_size
 
     def forward(self, frames: Tensor, mask: Tensor | None = None) -> Tensor:
         frames, mask = prepare_frames(frames, mask, self.feature_size, type(self).__name__)
         batch, num_frames, _ = frames.shape
-        hidden = frames.reshape(batch * num_frames, self.feature_size) @ self.cluster_weights
-        if self.cluster_bn is not None:
-            hidden = self.cluster_bn(hidden, None if mask is None else mask.reshape(-1))
-        else:
-            hidden = hidden + self.cluster_biases
+        rows = frames.reshape(batch * num_frames, self.feature_size)
+        hidden = self.project(rows, None if mask is None else mask.reshape(-1))
         hidden = _ACTIVATIONS[self.activation](hidden).view(batch, num_frames, self.cluster_size)
         if self.pooling == "max":
             return masked_max(hidden, mask)

@@ -12,12 +12,13 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from videopool.layers.norm import MaskedBatchNorm1d, intra_global_l2_normalize
+from videopool.layers.norm import intra_global_l2_normalize
+from videopool.layers.projection import ClusterProjection
 from videopool.layers.registry import register_pooling
 from videopool.layers.simple import prepare_frames
 
 
-class SoftAssignmentPooling(nn.Module):
+class SoftAssignmentPooling(ClusterProjection):
     """Base class: soft assignment of every frame to ``K`` clusters.
 
     ``a = softmax_k(BN(x W_a))`` with ``W_a = cluster_weights [D, K]`` ~ N(0, 1/D) and ``cluster_bn`` a
@@ -25,22 +26,6 @@ class SoftAssignmentPooling(nn.Module):
     is replaced by a bias ``cluster_biases [K]`` ~ N(0, 1/D). Padded frames get ``a = 0``.
     The TF layout ``[in, out]`` is kept (``x @ W``) so TF checkpoints load by name.
     """
-
-    def __init__(self, feature_size: int, cluster_size: int, add_batch_norm: bool = True) -> None:
-        super().__init__()
-        if feature_size < 1 or cluster_size < 1:
-            raise ValueError(f"feature_size and cluster_size must be positive, got {feature_size}, {cluster_size}")
-        self.feature_size = feature_size
-        self.cluster_size = cluster_size
-        self.add_batch_norm = add_batch_norm
-        init_std = 1.0 / math.sqrt(feature_size)
-        self.cluster_weights = nn.Parameter(torch.randn(feature_size, cluster_size) * init_std)
-        if add_batch_norm:
-            self.cluster_bn = MaskedBatchNorm1d(cluster_size)
-            self.register_parameter("cluster_biases", None)
-        else:
-            self.cluster_bn = None
-            self.cluster_biases = nn.Parameter(torch.randn(cluster_size) * init_std)
 
     def prepare(self, frames: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """Validated contiguous frames and mask; under autocast the frames are cast once, here.
@@ -59,12 +44,7 @@ class SoftAssignmentPooling(nn.Module):
         batch, num_frames, _ = frames.shape
         rows = frames.reshape(batch * num_frames, self.feature_size)
         row_mask = None if mask is None else mask.reshape(-1)
-        logits = rows @ self.cluster_weights  # [B·N, K], contiguous for the BN and softmax
-        if self.cluster_bn is not None:
-            logits = self.cluster_bn(logits, row_mask)
-        else:
-            logits = logits + self.cluster_biases
-        assignment = torch.softmax(logits, dim=-1)
+        assignment = torch.softmax(self.project(rows, row_mask), dim=-1)
         if row_mask is not None:
             assignment = assignment.masked_fill(~row_mask.unsqueeze(1), 0.0)
         return assignment.view(batch, num_frames, self.cluster_size)
