@@ -161,7 +161,8 @@ class VideoClassifier(nn.Module):
             mask = mask.to(torch.bool)
 
         if self.l2_normalize_frames:
-            squared = sum(value.pow(2).sum(-1, keepdim=True) for value in x.values())
+            # vector_norm reads each frame once; pow().sum() would write a full-size temporary first
+            squared = sum(torch.linalg.vector_norm(value, dim=-1, keepdim=True).square() for value in x.values())
             inverse_norm = torch.rsqrt(squared.clamp_min(1e-12))
             x = {name: value * inverse_norm for name, value in x.items()}
         if self.input_norms is not None:
