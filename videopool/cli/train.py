@@ -39,7 +39,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--max-steps", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
-                   help="auto: bf16 on CPUs with AMX/avx512_bf16 and bf16-capable GPUs, else fp32")
+                   help="auto: bf16 on CPUs with AMX (not avx512_bf16 alone) and bf16-capable GPUs, else fp32")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
