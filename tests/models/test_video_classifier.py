@@ -127,3 +127,51 @@ def test_regularization_loss_is_the_classifiers():
 def test_pooling_rejecting_its_settings_names_the_modality():
     with pytest.raises(TypeError, match="pooling 'average' for 'rgb'"):
         VideoClassifier(_config(pooling={"type": "average", "cluster_size": 4}))
+
+
+FOLDING = ["gated_netvlad_256_small", "gated_netrvlad_256_small", "soft_dbow_4096_small",
+           "gated_soft_dbow_4096_small", "mfb_netvlad_mfb_small"]
+
+
+def _trained_statistics_model(name):
+    """A float64 small twin whose BNs hold non-trivial running statistics, in eval mode."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=6).double().train()
+    with torch.no_grad():
+        for _ in range(3):
+            model({m: torch.randn(4, 9, d, dtype=torch.float64) * 2 + 0.5 for m, d in model.config.modalities.items()})
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", FOLDING)
+def test_eval_folds_the_input_normalization_into_the_pooling_without_changing_the_output(name, monkeypatch):
+    model = _trained_statistics_model(name)
+    assert model._can_fold_input_normalization()
+    generator = torch.Generator().manual_seed(1)
+    frames = {m: torch.randn(3, 8, d, generator=generator, dtype=torch.float64) for m, d in model.modalities.items()}
+    mask = torch.ones(3, 8, dtype=torch.bool)
+    mask[0, 5:] = False
+    mask[2, 1:] = False
+    padded = {m: torch.where(mask.unsqueeze(-1), value, float("nan")) for m, value in frames.items()}
+    with torch.no_grad():
+        folded = model(frames, mask)
+        folded_nan_padding = model(padded, mask)
+        folded_unmasked = model(frames)
+        monkeypatch.setattr(model, "_can_fold_input_normalization", lambda: False)
+        unfolded = model(frames, mask)
+        unfolded_unmasked = model(frames)
+    torch.testing.assert_close(folded, unfolded, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(folded_nan_padding, unfolded, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(folded_unmasked, unfolded_unmasked, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["netfv_128_small", "netvlad_256_early_small", "mfb_dbof_concat_small",
+                                  "avgpool_moe_cg_small"])
+def test_poolings_that_need_the_normalized_frames_are_not_folded(name):
+    assert not create_model(name, num_classes=6).eval()._can_fold_input_normalization()
+
+
+def test_training_mode_never_folds():
+    model = create_model("gated_netvlad_256_small", num_classes=6)
+    assert not model.train()._can_fold_input_normalization()
+    assert model.eval()._can_fold_input_normalization()

@@ -91,5 +91,7 @@ def test_two_processes_train_identical_replicas_and_merge_metrics_exactly(data_d
     model, _ = load_model(str(out / "last.safetensors"))
     single = evaluate(model, [str(data_dir / "val-*.tfrecord")], num_classes=NUM_CLASSES, batch_size=2, workers=0)
     assert single["num_videos"] == 13 == results[0]["metrics"]["num_videos"]
+    # Batches differ between the runs (each rank pads its own), and float32 GEMMs round a video's scores
+    # differently with the batch around it (~6e-8); a lost or repeated video would move these far more.
     for key in ("gap", "hit_at_1", "perr", "map", "map_all_classes", "loss"):
-        assert results[0]["metrics"][key] == pytest.approx(single[key], abs=1e-9), key
+        assert results[0]["metrics"][key] == pytest.approx(single[key], rel=1e-6, abs=1e-9), key

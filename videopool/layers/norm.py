@@ -91,6 +91,22 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         y = y_real.new_zeros(rows.shape).index_copy(0, real, y_real)
         return y.view(x.shape)
 
+    def uses_running_stats(self) -> bool:
+        """True when ``forward`` is the fixed per-feature affine map of :meth:`inference_affine`."""
+        return not self.training and self.track_running_stats
+
+    def inference_affine(self) -> tuple[Tensor, Tensor]:
+        """``(scale, shift)`` with ``forward(x) = x · scale + shift`` per feature, from the running statistics."""
+        if not self.uses_running_stats():
+            raise RuntimeError("inference_affine() needs eval mode and running statistics")
+        scale = torch.rsqrt(self.running_var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight
+        shift = -self.running_mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias
+        return scale, shift
+
     def _batch_norm(self, rows: Tensor, use_batch_stats: bool) -> Tensor:
         if use_batch_stats and rows.shape[0] < 2:
             raise ValueError(

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
+from videopool.layers.affine import FrameAffine
 from videopool.layers.norm import MaskedBatchNorm1d
 
 
@@ -36,9 +37,13 @@ class ClusterProjection(nn.Module):
             self.cluster_bn = None
             self.cluster_biases = nn.Parameter(torch.randn(cluster_size) * init_std)
 
-    def project(self, rows: Tensor, row_mask: Tensor | None) -> Tensor:
-        """``rows [R, D]`` (frames flattened over the batch) -> ``[R, K]``; ``row_mask [R]`` marks real rows."""
-        projected = rows @ self.cluster_weights  # contiguous [R, K] for the BN (perf.md finding 2)
+    def project(self, rows: Tensor, row_mask: Tensor | None, affine: FrameAffine | None = None) -> Tensor:
+        """``rows [R, D]`` (frames flattened over the batch) -> ``[R, K]``; ``row_mask [R]`` marks real rows.
+
+        With ``affine`` the rows are first mapped by it (:class:`~videopool.layers.affine.FrameAffine`).
+        """
+        # contiguous [R, K] for the BN (perf.md finding 2)
+        projected = rows @ self.cluster_weights if affine is None else affine.project(rows, self.cluster_weights)
         if self.cluster_bn is not None:
             return self.cluster_bn(projected, row_mask)
         return projected + self.cluster_biases

@@ -20,6 +20,7 @@ from typing import Mapping
 import torch
 import torch.nn as nn
 
+from videopool.layers.affine import FrameAffine
 from videopool.layers.classifiers import LogisticClassifier, MoEClassifier
 from videopool.layers.fusion import ConcatFusion, FCConcatFusion, MFBFusion
 from videopool.layers.gating import BN_EPS, BN_MOMENTUM, ContextGating, GatedLinearUnit
@@ -160,25 +161,57 @@ class VideoClassifier(nn.Module):
         if mask is not None:
             mask = mask.to(torch.bool)
 
+        inverse_norm = None
         if self.l2_normalize_frames:
             # vector_norm reads each frame once; pow().sum() would write a full-size temporary first
             squared = sum(torch.linalg.vector_norm(value, dim=-1, keepdim=True).square() for value in x.values())
             inverse_norm = torch.rsqrt(squared.clamp_min(1e-12))
-            x = {name: value * inverse_norm for name, value in x.items()}
-        if self.input_norms is not None:
-            x = {name: self.input_norms[name](value.contiguous(), mask) for name, value in x.items()}
 
-        if self.late_fusion:
-            video = self.fusion({name: self.poolings[name](value, mask) for name, value in x.items()})
+        if self._can_fold_input_normalization():
+            video = self.fusion(self._pool_with_folded_normalization(x, mask, inverse_norm))
         else:
-            (pooling,) = self.poolings.values()
-            video = pooling(torch.cat(list(x.values()), dim=-1), mask)
+            if inverse_norm is not None:
+                x = {name: value * inverse_norm for name, value in x.items()}
+            if self.input_norms is not None:
+                x = {name: self.input_norms[name](value.contiguous(), mask) for name, value in x.items()}
+            if self.late_fusion:
+                video = self.fusion({name: self.poolings[name](value, mask) for name, value in x.items()})
+            else:
+                (pooling,) = self.poolings.values()
+                video = pooling(torch.cat(list(x.values()), dim=-1), mask)
 
         if self.hidden is not None:
             video = self.hidden(video)
         if self.gating is not None:
             video = self.gating(video)
         return self.classifier(video)
+
+    def _can_fold_input_normalization(self) -> bool:
+        """Eval mode, late fusion, and poolings that take a lazily applied :class:`FrameAffine`."""
+        if self.training or not self.late_fusion or (self.input_norms is None and not self.l2_normalize_frames):
+            return False
+        if self.input_norms is not None and not all(bn.uses_running_stats() for bn in self.input_norms.values()):
+            return False
+        return all(getattr(pooling, "accepts_frame_affine", False) for pooling in self.poolings.values())
+
+    def _pool_with_folded_normalization(self, x: dict[str, torch.Tensor], mask: torch.Tensor | None,
+                                        inverse_norm: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Pool every modality with the per-frame L2 and input BN handed to the pooling as a :class:`FrameAffine`.
+
+        The same function as normalising first (see ``layers/affine.py``), without writing the normalised frames.
+        Padded frames are zeroed, and their scale too, so that no padding value (not even inf or NaN) reaches
+        the weighted frame sums; the unfolded path gets the same guarantee from the masked BN.
+        """
+        if mask is not None and (torch.compiler.is_compiling() or not bool(mask.all())):
+            x = {name: value.masked_fill(~mask.unsqueeze(-1), 0.0) for name, value in x.items()}
+            if inverse_norm is not None:
+                inverse_norm = inverse_norm.masked_fill(~mask.unsqueeze(-1), 0.0)
+        pooled = {}
+        for name, value in x.items():
+            scale, shift = self.input_norms[name].inference_affine() if self.input_norms is not None else (None, None)
+            affine = FrameAffine(inverse_norm, scale, shift)
+            pooled[name] = self.poolings[name](value, mask, affine=affine)
+        return pooled
 
     def regularization_loss(self) -> torch.Tensor:
         """The slim L2 terms of the classifier, to be scaled by the recipe's ``regularization_penalty``."""

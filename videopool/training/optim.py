@@ -46,6 +46,22 @@ def create_adam(params: Iterable[torch.Tensor], lr: float, betas=(0.9, 0.999), e
     return torch.optim.Adam(params, **kwargs)
 
 
+def cpu_gradient_norms(grads: list[torch.Tensor]) -> list[float]:
+    """L2 norms of CPU tensors as Python floats.
+
+    Large contiguous fp32/fp64 tensors go through BLAS ``dot``, which streams memory at twice the rate of
+    ``vector_norm`` on this kind of machine (11 ms against 23 ms for the 71M-element K=64 hidden FC).
+    """
+    squared = []
+    for g in grads:
+        if g.dtype in (torch.float32, torch.float64) and g.is_contiguous() and g.numel() >= 1 << 16:
+            flat = g.view(-1)
+            squared.append(torch.dot(flat, flat).double())
+        else:
+            squared.append(torch.linalg.vector_norm(g, dtype=torch.float64).square())
+    return torch.stack(squared).sqrt().tolist()
+
+
 @torch.no_grad()
 def clip_gradients(params: Iterable[torch.Tensor], max_norm: float, mode: str = "per_tensor") -> None:
     """Clip gradients in place.
@@ -63,9 +79,16 @@ def clip_gradients(params: Iterable[torch.Tensor], max_norm: float, mode: str = 
     if mode == "global":
         torch.nn.utils.clip_grad_norm_(params, max_norm)
         return
+    if grads[0].device.type == "cpu":
+        # One host read of all norms, then rescale only the tensors over the limit: an unconditional
+        # multiply re-writes every gradient (~16 ms per step for the K=64 hidden FC alone).
+        over = [(g, max_norm / n) for g, n in zip(grads, cpu_gradient_norms(grads)) if n > max_norm]
+        if over:
+            torch._foreach_mul_([g for g, _ in over], [factor for _, factor in over])
+        return
     norms = torch._foreach_norm(grads)
     for g, n in zip(grads, norms):
-        # TF's clip_by_norm: g · c / max(‖g‖, c), without a host sync per tensor.
+        # TF's clip_by_norm: g · c / max(‖g‖, c), without a host sync per tensor on accelerators.
         g.mul_((max_norm / torch.clamp(n.float(), min=max_norm)).to(g.dtype))
 
 
