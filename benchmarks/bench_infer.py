@@ -8,8 +8,11 @@ bf16 runs a bf16 copy of the model (:func:`videopool.inference.bf16_copy`, the p
 for comparison. Targets from perf.md: bf16 weights >= 2.5x TF (about 510 / 220 videos/s).
 
 If TensorFlow is importable, the same model in TF2 (``tf_gated_netvlad.py``, a ``tf.function``; fp32 and the
-``mixed_bfloat16`` scheme) is timed first for each cluster size, and every torch row gets its ratio to the TF2
-row of the same precision (``torch/TF``); otherwise perf.md's TF2 anchors are printed.
+``mixed_bfloat16`` scheme) is timed in the same rounds, and every torch row gets its ratio to the TF2 row of the
+same precision (``torch/TF``); otherwise perf.md's TF2 anchors are printed.
+
+All runners of one cluster size are timed round-robin (one batch each per round, after their warm-up), so
+TensorFlow and torch share the machine's drift instead of being timed minutes apart.
 """
 
 from __future__ import annotations
@@ -32,18 +35,31 @@ from videopool.inference.predict import bf16_copy  # noqa: E402
 from videopool.models import create_model  # noqa: E402
 
 
-def bench(model, frames, mask, autocast: bool, args) -> float:
-    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+class TorchRunner:
+    """One inference batch of a torch model per call; returns its seconds."""
+
+    def __init__(self, model, frames, mask, autocast: bool) -> None:
+        self.model, self.frames, self.mask, self.autocast = model, frames, mask, autocast
+
+    def __call__(self) -> float:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
+            start = time.perf_counter()
+            self.model(self.frames, self.mask)
+            return time.perf_counter() - start
+
+
+def time_round_robin(runners: list, args) -> list[float]:
+    """Median seconds per runner: warm-up each, then one call of every runner per round."""
+    for runner in runners:
         for _ in range(args.warmup):
-            model(frames, mask)
-        times = []
-        started = time.perf_counter()
-        while len(times) < args.min_steps or (time.perf_counter() - started < args.min_seconds
-                                              and len(times) < args.max_steps):
-            t0 = time.perf_counter()
-            model(frames, mask)
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+            runner()
+    times: list[list[float]] = [[] for _ in runners]
+    started = time.perf_counter()
+    while len(times[0]) < args.min_steps or (time.perf_counter() - started < args.min_seconds * len(runners)
+                                             and len(times[0]) < args.max_steps):
+        for runner, runner_times in zip(runners, times):
+            runner_times.append(runner())
+    return [statistics.median(t) for t in times]
 
 
 def main(argv=None) -> int:
@@ -59,7 +75,7 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--min-steps", type=int, default=5)
     p.add_argument("--max-steps", type=int, default=30)
-    p.add_argument("--min-seconds", type=float, default=8.0)
+    p.add_argument("--min-seconds", type=float, default=8.0, help="per runner")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     if args.threads:
@@ -80,26 +96,27 @@ def main(argv=None) -> int:
         b, n = args.batch_size, args.num_frames
         flops = forward_flops_per_video(
             create_model(args.model, num_classes=args.num_classes, cluster_size=clusters, device="meta").config, n)
-        tf_speed = {}
-        for precision in args.precisions if compare_tf else []:  # before the torch model exists: lower peak RSS
-            seconds = tfg.infer_seconds(clusters, args.num_classes, precision, b, n, args.warmup, args.min_steps,
-                                        args.max_steps, args.min_seconds)
-            tf_speed[precision] = b / seconds
-            print(f"{clusters:>4} {'TF2 ' + precision:>14} {b / seconds:>9.1f} {seconds:>8.3f} {flops / 1e9:>11.3f} "
-                  f"{100 * flops * b / seconds / 1e9 / ceilings[precision]:>9.1f}% {peak_rss_gb():>11.2f}", flush=True)
+        rows = []  # (label, ceiling, runner)
+        for precision in args.precisions if compare_tf else []:
+            rows.append((f"TF2 {precision}", precision,
+                         tfg.InferRunner(clusters, args.num_classes, precision, b, n)))
         torch.manual_seed(0)
         model = create_model(args.model, num_classes=args.num_classes, cluster_size=clusters).eval()
         frames = {name: torch.rand(b, n, size) * 4 - 2 for name, size in model.config.modalities.items()}
         mask = torch.ones(b, n, dtype=torch.bool)
-        modes = [("fp32", model, frames, False, "fp32")]
+        rows.append(("fp32", "fp32", TorchRunner(model, frames, mask, False)))
         if args.autocast:
-            modes.append(("bf16 autocast", model, frames, True, "bf16"))
-        modes.append(("bf16 weights", bf16_copy(model), {k: v.bfloat16() for k, v in frames.items()}, False, "bf16"))
-        for name, runner, inputs, autocast, ceiling in modes:
-            seconds = bench(runner, inputs, mask, autocast, args)
-            print(f"{clusters:>4} {name:>14} {b / seconds:>9.1f} {seconds:>8.3f} {flops / 1e9:>11.3f} "
-                  f"{100 * flops * b / seconds / 1e9 / ceilings[ceiling]:>9.1f}% {peak_rss_gb():>11.2f} "
-                  f"{f'{b / seconds / tf_speed[ceiling]:.2f}' if ceiling in tf_speed else '':>8}", flush=True)
+            rows.append(("bf16 autocast", "bf16", TorchRunner(model, frames, mask, True)))
+        bf16_frames = {k: v.bfloat16() for k, v in frames.items()}
+        rows.append(("bf16 weights", "bf16", TorchRunner(bf16_copy(model), bf16_frames, mask, False)))
+        seconds = time_round_robin([runner for _, _, runner in rows], args)
+        tf_speed = {ceiling: b / s for (label, ceiling, _), s in zip(rows, seconds) if label.startswith("TF2")}
+        for (label, ceiling, _), s in zip(rows, seconds):
+            ratio = f"{b / s / tf_speed[ceiling]:.2f}" if ceiling in tf_speed and not label.startswith("TF2") else ""
+            print(f"{clusters:>4} {label:>14} {b / s:>9.1f} {s:>8.3f} {flops / 1e9:>11.3f} "
+                  f"{100 * flops * b / s / 1e9 / ceilings[ceiling]:>9.1f}% {peak_rss_gb():>11.2f} {ratio:>8}",
+                  flush=True)
+        del rows, model
     return 0
 
 

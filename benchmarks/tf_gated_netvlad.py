@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import sys
 import time
 
@@ -230,20 +229,17 @@ class TrainRunner:
         return time.perf_counter() - start
 
 
-def infer_seconds(clusters: int, num_classes: int, precision: str, batch_size: int, num_frames: int,
-                  warmup: int, min_steps: int, max_steps: int, min_seconds: float) -> float:
-    """Median seconds of one inference batch, timed like ``bench_infer.bench`` (warm-up, then the median)."""
-    predict = make_predict(GatedNetVLAD(clusters, num_classes, precision))
-    rgb, audio, _ = random_batch(batch_size, num_frames, num_classes)
-    for _ in range(warmup):
-        predict(rgb, audio).numpy()
-    times: list[float] = []
-    started = time.perf_counter()
-    while len(times) < min_steps or (time.perf_counter() - started < min_seconds and len(times) < max_steps):
-        t0 = time.perf_counter()
-        predict(rgb, audio).numpy()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+class InferRunner:
+    """One inference batch of the TF2 model per call (returns its seconds), for ``bench_infer.py``."""
+
+    def __init__(self, clusters: int, num_classes: int, precision: str, batch_size: int, num_frames: int) -> None:
+        self.predict = make_predict(GatedNetVLAD(clusters, num_classes, precision))
+        self.rgb, self.audio, _ = random_batch(batch_size, num_frames, num_classes)
+
+    def __call__(self) -> float:
+        start = time.perf_counter()
+        self.predict(self.rgb, self.audio).numpy()
+        return time.perf_counter() - start
 
 
 def copy_torch_weights(tf_model: GatedNetVLAD, torch_model) -> None:

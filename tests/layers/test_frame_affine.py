@@ -63,12 +63,16 @@ def test_apply_project_and_weighted_sum_match_loops(parts):
     projected = affine.project(frames.reshape(B * N, D), weight).numpy()
     for row in range(B * N):
         np.testing.assert_allclose(projected[row], ref.project(z[row // N, row % N], weight.numpy()), rtol=1e-10)
+    centroids = torch.randn(1, D, K, generator=generator, dtype=torch.float64)
     summed = affine.weighted_sum(frames, weights).numpy()
+    residuals = affine.weighted_sum(frames, weights, centroids).numpy()
     for b in range(B):
         for d in range(D):
             for k in range(K):
                 expected = sum(z[b, n, d] * float(weights[b, n, k]) for n in range(N))
                 assert summed[b, d, k] == pytest.approx(expected, rel=1e-10, abs=1e-12)
+                expected = sum((z[b, n, d] - float(centroids[0, d, k])) * float(weights[b, n, k]) for n in range(N))
+                assert residuals[b, d, k] == pytest.approx(expected, rel=1e-10, abs=1e-12)
 
 
 @pytest.mark.parametrize("cls", [NetVLAD, NetRVLAD, SoftDBoW, GatedSoftDBoW])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 
@@ -50,12 +51,20 @@ class FrameAffine:
             projected = projected + self.feature_shift @ weight
         return projected
 
-    def weighted_sum(self, frames: Tensor, weights: Tensor) -> Tensor:
-        """``Σ_n z[b, n, d] · weights[b, n, k]`` as ``[B, D, K]`` (one bmm over the raw frames)."""
+    def weighted_sum(self, frames: Tensor, weights: Tensor, centroids: Tensor | None = None) -> Tensor:
+        """``Σ_n (z[b, n, d] − c[d, k]) · weights[b, n, k]`` as ``[B, D, K]`` (one bmm over the raw frames).
+
+        ``centroids c`` (broadcastable to ``[1, D, K]``) are optional; NetVLAD's residuals need them, and folding
+        them in here keeps the whole correction at two passes over the ``[B, D, K]`` result.
+        """
         scaled_weights = weights if self.frame_scale is None else weights * self.frame_scale
-        total = frames.transpose(1, 2) @ scaled_weights
-        if self.feature_scale is not None:
-            total = total * self.feature_scale.unsqueeze(1)
-        if self.feature_shift is not None:
-            total = total + self.feature_shift.unsqueeze(1) * weights.sum(1, keepdim=True)
-        return total
+        total = torch.bmm(frames.transpose(1, 2), scaled_weights)
+        offset = None if self.feature_shift is None else self.feature_shift.unsqueeze(1)  # [D, 1]
+        if centroids is not None:
+            offset = -centroids if offset is None else offset - centroids
+        if offset is None:
+            return total if self.feature_scale is None else total * self.feature_scale.unsqueeze(1)
+        correction = weights.sum(1, keepdim=True) * offset  # Σ_n a · (t − c), [B, D, K]
+        if self.feature_scale is None:
+            return total.add_(correction)
+        return torch.addcmul(correction, total, self.feature_scale.unsqueeze(1))

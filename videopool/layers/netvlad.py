@@ -53,14 +53,19 @@ class SoftAssignmentPooling(ClusterProjection):
             assignment = assignment.masked_fill(~row_mask.unsqueeze(1), 0.0)
         return assignment.view(batch, num_frames, self.cluster_size)
 
-    def aggregate(self, frames: Tensor, assignment: Tensor, affine: FrameAffine | None = None) -> Tensor:
-        """``S_{d,k} = Σ_n x_{n,d} a_{n,k}`` as one bmm: ``[B, D, K]`` (never a B×N×K×D tensor).
+    def aggregate(self, frames: Tensor, assignment: Tensor, affine: FrameAffine | None = None,
+                  centroids: Tensor | None = None) -> Tensor:
+        """``S_{d,k} = Σ_n (x_{n,d} − c_{d,k}) a_{n,k}`` as one bmm: ``[B, D, K]`` (never a B×N×K×D tensor).
 
-        With ``affine``, ``x`` is the mapped frames ``z`` (computed without writing ``z`` out).
+        ``centroids c [1, D, K]`` are optional (zero without). With ``affine``, ``x`` is the mapped frames ``z``
+        (computed without writing ``z`` out).
         """
         if affine is not None:
-            return affine.weighted_sum(frames, assignment)
-        return torch.bmm(frames.transpose(1, 2), assignment)
+            return affine.weighted_sum(frames, assignment, centroids)
+        total = torch.bmm(frames.transpose(1, 2), assignment)
+        if centroids is None:
+            return total
+        return torch.addcmul(total, assignment.sum(1, keepdim=True), centroids, value=-1.0)
 
 
 @register_pooling("netvlad")
@@ -85,8 +90,5 @@ class NetVLAD(SoftAssignmentPooling):
 
     def forward(self, frames: Tensor, mask: Tensor | None = None, affine: FrameAffine | None = None) -> Tensor:
         frames, mask = self.prepare(frames, mask)
-        assignment = self.assign(frames, mask, affine)
-        mass = assignment.sum(1, keepdim=True)  # s [B, 1, K]
-        aggregated = self.aggregate(frames, assignment, affine)
-        residuals = torch.addcmul(aggregated, mass, self.cluster_weights2, value=-1.0)
+        residuals = self.aggregate(frames, self.assign(frames, mask, affine), affine, self.cluster_weights2)
         return intra_global_l2_normalize(residuals)

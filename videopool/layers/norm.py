@@ -30,7 +30,7 @@ def intra_global_l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
     intra-normalised vector is ``Σ_k |x_k|² / max(|x_k|², eps)``, known from the per-column norms, so the big
     tensor is read once for the norms and written once, instead of ~6 memory-bound passes.
     """
-    column_sq = x.pow(2).sum(1, keepdim=True)  # [B, 1, K]
+    column_sq = x.pow(2).sum(1, keepdim=True)  # [B, 1, K] (vector_norm over this strided axis is 3x slower)
     inv_column = column_sq.clamp_min(eps).rsqrt()
     total_sq = (column_sq * inv_column.square()).sum(2, keepdim=True)  # [B, 1, 1]
     return (x * (inv_column * total_sq.clamp_min(eps).rsqrt())).reshape(x.shape[0], -1)
