@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from videopool.training.malloc import tune_malloc
+from videopool.training.malloc import release_memory, tune_malloc
 
 tune_malloc()  # before torch allocates anything large
 
@@ -211,6 +211,7 @@ def main(argv=None) -> int:
         bench_group(args, runners)
         torch_speeds = [(r.precision, r.scheme, print_row(args, r, ceilings)) for r in runners]
         del runners
+        release_memory()  # the tuned heap keeps freed blocks; give them back before TF allocates its own
         if compare_tf:
             tf_runners = [tfg.TrainRunner(clusters, args.num_classes, precision, args.batch_size, args.num_frames,
                                           3 * forward_flops_per_video(model_config(args, clusters), args.num_frames))
@@ -222,6 +223,7 @@ def main(argv=None) -> int:
                                    for precision, scheme, speed in torch_speeds if precision == r.precision)
                 print(f"     torch / TF2 {r.precision} (same run): {ratios}", flush=True)
             del tf_runners
+            release_memory()
     return 0
 
 

@@ -50,3 +50,22 @@ def tune_malloc() -> bool:
     ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
     _applied = ok
     return ok
+
+
+def release_memory() -> bool:
+    """Hand the heap's free memory back to the kernel (glibc ``malloc_trim``); True if it ran.
+
+    With :func:`tune_malloc` applied, freed blocks stay in the process for reuse. Call this after dropping a
+    large model when something else (another model, another framework) is about to need the memory.
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True
