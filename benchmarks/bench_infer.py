@@ -2,6 +2,7 @@
 
     python benchmarks/bench_infer.py                      # gated NetVLAD K=64 and K=256, V=3862, batch 64 x 300
     python benchmarks/bench_infer.py --clusters 64 --batch-size 256
+    python benchmarks/bench_infer.py --compile            # adds the torch.compile rows (a few seconds to compile)
 
 bf16 runs a bf16 copy of the model (:func:`videopool.inference.bf16_copy`, the path
 ``evaluate``/``predict --precision bf16`` take); ``--autocast`` adds the autocast variant
@@ -31,7 +32,7 @@ import torch  # noqa: E402
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from bench_train import forward_flops_per_video, matmul_ceiling, peak_rss_gb, tfg  # noqa: E402
 
-from videopool.inference.predict import bf16_copy  # noqa: E402
+from videopool.inference.predict import bf16_copy, static_frame_count  # noqa: E402
 from videopool.models import create_model  # noqa: E402
 
 
@@ -72,6 +73,7 @@ def main(argv=None) -> int:
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"],
                    help="TF2 precisions timed when TensorFlow is installed (bf16 = mixed_bfloat16)")
     p.add_argument("--autocast", action="store_true", help="also time fp32 weights under bf16 autocast")
+    p.add_argument("--compile", action="store_true", help="also time torch.compile'd models (as --compile runs them)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--min-steps", type=int, default=5)
     p.add_argument("--max-steps", type=int, default=30)
@@ -108,7 +110,14 @@ def main(argv=None) -> int:
         if args.autocast:
             rows.append(("bf16 autocast", "bf16", TorchRunner(model, frames, mask, True)))
         bf16_frames = {k: v.bfloat16() for k, v in frames.items()}
-        rows.append(("bf16 weights", "bf16", TorchRunner(bf16_copy(model), bf16_frames, mask, False)))
+        bf16_model = bf16_copy(model)
+        rows.append(("bf16 weights", "bf16", TorchRunner(bf16_model, bf16_frames, mask, False)))
+        if args.compile:  # as run_inference(compile=True) does it: fixed frame count, dynamic batch size
+            for label, ceiling, runner_model, inputs in (("fp32 compiled", "fp32", model, frames),
+                                                         ("bf16w compiled", "bf16", bf16_model, bf16_frames)):
+                static_inputs, static_mask = static_frame_count(inputs, mask, n)
+                rows.append((label, ceiling, TorchRunner(torch.compile(runner_model), static_inputs, static_mask,
+                                                         False)))
         seconds = time_round_robin([runner for _, _, runner in rows], args)
         tf_speed = {ceiling: b / s for (label, ceiling, _), s in zip(rows, seconds) if label.startswith("TF2")}
         for (label, ceiling, _), s in zip(rows, seconds):
@@ -116,7 +125,7 @@ def main(argv=None) -> int:
             print(f"{clusters:>4} {label:>14} {b / s:>9.1f} {s:>8.3f} {flops / 1e9:>11.3f} "
                   f"{100 * flops * b / s / 1e9 / ceilings[ceiling]:>9.1f}% {peak_rss_gb():>11.2f} {ratio:>8}",
                   flush=True)
-        del rows, model
+        del rows, model, bf16_model
     return 0
 
 

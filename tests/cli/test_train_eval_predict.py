@@ -172,6 +172,30 @@ def test_bf16_inference_uses_bf16_weights_and_stays_close(trained_run, data_dir,
     assert results["bf16"]["loss"] == pytest.approx(results["fp32"]["loss"], rel=0.05)
 
 
+def test_compiled_inference_gives_the_eager_scores(trained_run, data_dir, tmp_path, capsys):
+    """--compile pads every batch to a fixed frame count (and >= 2 videos) for one static graph; the scores and
+    metrics must not change. Batch size 4 over 9 videos ends with a batch of 1, which is padded to 2."""
+    glob = str(data_dir / "validate-*.tfrecord")
+    capsys.readouterr()  # whatever the trained_run fixture printed
+    results = {}
+    for flags in ([], ["--compile"]):
+        assert main(["evaluate", str(trained_run), "--data", glob, "--json", "--workers", "0", "--batch-size", "4",
+                     *flags]) == 0
+        results[bool(flags)] = json.loads(capsys.readouterr().out)
+        out = tmp_path / f"predictions{len(flags)}.csv"
+        assert main(["predict", str(trained_run), "--data", glob, "--out", str(out), "--workers", "0",
+                     "--batch-size", "4", "--top-k", "3", *flags]) == 0
+        assert "wrote top-3 predictions for 9 videos" in capsys.readouterr().out
+    for key in ("gap", "hit_at_1", "perr", "map", "loss", "num_videos"):
+        assert results[True][key] == pytest.approx(results[False][key], rel=1e-5), key
+    eager, compiled = (list(csv.reader(open(tmp_path / f"predictions{n}.csv"))) for n in (0, 1))
+    assert [row[0] for row in compiled] == [row[0] for row in eager]
+    for row_eager, row_compiled in zip(eager[1:], compiled[1:]):
+        assert row_compiled[1].split()[0::2] == row_eager[1].split()[0::2]
+        assert [float(t) for t in row_compiled[1].split()[1::2]] == pytest.approx(
+            [float(t) for t in row_eager[1].split()[1::2]], rel=1e-4)
+
+
 def _error(capsys):
     return capsys.readouterr().err
 

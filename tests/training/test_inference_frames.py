@@ -7,3 +7,19 @@ def test_all_frames_at_inference_ignore_the_training_sample_count():
     assert inference_num_frames("uniform", None, 64) == 64
     assert inference_num_frames("random", None, None) == 300
     assert inference_num_frames("all", 120, 64) == 120
+
+
+def test_static_frame_count_pads_with_masked_frames_and_at_least_two_videos():
+    import pytest
+    import torch
+
+    from videopool.inference.predict import static_frame_count
+
+    frames = {"rgb": torch.randn(1, 3, 4), "audio": torch.randn(1, 3, 2)}
+    mask = torch.tensor([[True, True, False]])
+    padded, padded_mask = static_frame_count(frames, mask, 5)
+    assert padded["rgb"].shape == (2, 5, 4) and padded["audio"].shape == (2, 5, 2)
+    assert padded_mask.tolist() == [[True, True, False, False, False], [False] * 5]
+    assert torch.equal(padded["rgb"][0, :3], frames["rgb"][0]) and not padded["rgb"][1:].any()
+    with pytest.raises(ValueError, match="more than num_frames=2"):
+        static_frame_count(frames, mask, 2)

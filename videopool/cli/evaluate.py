@@ -30,6 +30,9 @@ def add_parser(subparsers) -> None:
                    help="fp32 (default, exact) or bf16 weights (faster)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--compile", action="store_true",
+                   help="run the model through torch.compile: a few seconds to compile, then ~15%% faster "
+                        "on CPU for large runs (batches are padded to --num-frames)")
     p.add_argument("--seed", type=int, default=0, help="seed of --sampling random")
     p.set_defaults(func=run)
 
@@ -37,7 +40,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from videopool.data import RecordError
     from videopool.inference.evaluation import evaluate
-    from videopool.inference.predict import inference_num_frames, load_model
+    from videopool.inference.predict import CompileError, inference_num_frames, load_model
     from videopool.training.precision import resolve_device, resolve_precision
 
     try:
@@ -50,8 +53,9 @@ def run(args) -> int:
             num_frames=inference_num_frames(args.sampling, args.num_frames, train_config.get("num_frames")),
             precision=resolve_precision(args.precision, device), device=device, workers=args.workers,
             loss=train_config.get("loss", "bce_sum"), top_k=args.top_k, seed=args.seed, keep_evaluator=True,
+            compile=args.compile,
         )
-    except (ValueError, FileNotFoundError, KeyError, RecordError) as err:
+    except (ValueError, FileNotFoundError, KeyError, RecordError, CompileError) as err:
         print(f"videopool evaluate: error: {err}", file=sys.stderr)
         return 2
     evaluator = results.pop("evaluator")

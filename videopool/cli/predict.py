@@ -27,21 +27,24 @@ def add_parser(subparsers) -> None:
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="fp32")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--compile", action="store_true",
+                   help="run the model through torch.compile: a few seconds to compile, then ~15%% faster "
+                        "on CPU for large runs (batches are padded to --num-frames)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from videopool.data import RecordError
-    from videopool.inference.predict import write_predictions
+    from videopool.inference.predict import CompileError, write_predictions
 
     try:
         count = write_predictions(args.checkpoint, args.data, args.out, top_k=args.top_k,
                                   vocabulary=args.vocabulary, with_names=args.with_names,
                                   sampling=args.sampling, num_frames=args.num_frames,
                                   batch_size=args.batch_size, precision=args.precision, device=args.device,
-                                  workers=args.workers, seed=args.seed)
-    except (ValueError, FileNotFoundError, KeyError, RecordError) as err:
+                                  workers=args.workers, seed=args.seed, compile=args.compile)
+    except (ValueError, FileNotFoundError, KeyError, RecordError, CompileError) as err:
         print(f"videopool predict: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote top-{args.top_k} predictions for {count} videos to {args.out}")

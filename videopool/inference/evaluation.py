@@ -29,13 +29,15 @@ def evaluate(
     top_k: int = 20,
     seed: int = 0,
     keep_evaluator: bool = False,
+    compile: bool = False,
 ) -> dict[str, Any]:
     """GAP@k, hit@1, PERR, mAP and loss of ``model`` on ``patterns``, exact across DDP ranks.
 
     Each rank evaluates its own shard (no padded duplicates); the evaluators are gathered
     and merged, so every rank returns the metrics of the whole data set. With
     ``keep_evaluator`` the merged :class:`~videopool.metrics.StreamingEvaluator` is
-    returned under ``"evaluator"`` (for the precision-recall plot).
+    returned under ``"evaluator"`` (for the precision-recall plot). ``compile`` runs the model
+    through ``torch.compile`` (see :func:`~videopool.inference.predict.run_inference`).
     """
     from videopool.metrics import StreamingEvaluator
 
@@ -44,7 +46,8 @@ def evaluate(
                          num_frames=num_frames, shuffle=False, seed=seed, workers=workers,
                          rank=ctx.rank, world_size=ctx.world_size, what="evaluation data")
     evaluator = StreamingEvaluator(num_classes, top_k=top_k)
-    for _, probabilities, labels in run_inference(model, loader, precision=precision, device=device):
+    for _, probabilities, labels in run_inference(model, loader, precision=precision, device=device,
+                                                  compile=compile, num_frames=num_frames):
         per_video = binary_cross_entropy_per_video(probabilities, labels, loss, dtype=torch.float64)
         evaluator.update(probabilities.numpy(), labels.numpy(), loss=per_video.numpy())
     states = gather_objects(evaluator.state_dict(), ctx)

@@ -12,6 +12,11 @@ sampling at test time (spec §2.2, P9).
 ``precision="bf16"`` runs a bf16 *copy* of the model (weights stored in bf16, inputs cast
 once), not autocast: autocast would re-cast every fp32 weight on every batch, which costs
 more than the matmuls for the big hidden layer (perf.md §3: 2.5x faster than autocast).
+
+``compile=True`` runs the model through ``torch.compile`` (inductor), which fuses the memory-bound
+element-wise work between the matmuls. Inductor's kernels are fast only for a fixed frame count, so
+every batch is padded (with masked frames) to ``num_frames`` and only the batch size is left dynamic:
+one compilation of a few seconds serves the whole run.
 """
 
 from __future__ import annotations
@@ -50,17 +55,25 @@ def bf16_copy(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).to(torch.bfloat16)
 
 
+class CompileError(RuntimeError):
+    """``torch.compile`` failed on this machine (for example, no working C++ compiler for inductor)."""
+
+
 @torch.inference_mode()
 def run_inference(
     model: nn.Module,
     loader,
     precision: str = "fp32",
     device: str | torch.device | None = None,
+    compile: bool = False,
+    num_frames: int | None = None,
 ) -> Iterator[tuple[list[str], torch.Tensor, torch.Tensor]]:
     """Yield ``(ids, probabilities float32 [B, V] on CPU, labels [B, V])`` for every batch.
 
     The model runs in eval mode (BN moving statistics); its train/eval mode is restored
     afterwards. ``precision`` is ``"fp32"`` or ``"bf16"`` (a bf16 copy, see module doc).
+    ``compile`` runs it through ``torch.compile`` with every batch padded to ``num_frames``
+    frames (the loader's cap; the longest batch so far when not given), see module doc.
     """
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"inference precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -69,14 +82,40 @@ def run_inference(
     runner = bf16_copy(model) if precision == "bf16" else model
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     runner.eval()
+    if compile:
+        runner = torch.compile(runner)
     try:
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
             frames = {name: x.to(dtype) for name, x in batch.frames.items()}
-            probabilities = runner(frames, batch.mask).float().cpu()
+            mask = batch.mask
+            if compile:
+                num_frames = max(num_frames or 0, mask.shape[1])
+                frames, mask = static_frame_count(frames, mask, num_frames)
+            try:
+                probabilities = runner(frames, mask)[: len(batch.ids)].float().cpu()
+            except torch._dynamo.exc.BackendCompilerFailed as err:
+                raise CompileError(f"torch.compile could not compile the model ({err}); run without compile "
+                                   "(drop --compile)") from err
             yield batch.ids, probabilities, batch.labels.cpu()
     finally:
         model.train(was_training)
+
+
+def static_frame_count(frames: dict[str, torch.Tensor], mask: torch.Tensor,
+                       num_frames: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Pad a batch with masked frames to exactly ``num_frames`` and at least 2 videos, and mark its batch
+    size dynamic, so that one compiled graph serves every batch (a size of 1 would be specialised)."""
+    batch, length = mask.shape
+    pad_videos, pad_frames = max(0, 2 - batch), num_frames - length
+    if pad_frames < 0:
+        raise ValueError(f"batch has {length} frames per video, more than num_frames={num_frames}")
+    if pad_videos or pad_frames:
+        frames = {name: torch.nn.functional.pad(x, (0, 0, 0, pad_frames, 0, pad_videos)) for name, x in frames.items()}
+        mask = torch.nn.functional.pad(mask, (0, pad_frames, 0, pad_videos), value=False)
+    for tensor in (*frames.values(), mask):
+        torch._dynamo.mark_dynamic(tensor, 0)
+    return frames, mask
 
 
 MAX_FRAMES = 300  # YouTube-8M's extractor keeps at most 300 one-second frames
@@ -95,7 +134,7 @@ def inference_num_frames(sampling: str, requested: int | None, trained: int | No
 def write_predictions(checkpoint: str, data, out: str, *, top_k: int = 20, vocabulary: str | None = None,
                       with_names: bool = False, sampling: str = "all", num_frames: int | None = None,
                       batch_size: int = 256, precision: str = "fp32", device: str = "auto", workers: int = 1,
-                      seed: int = 0) -> int:
+                      seed: int = 0, compile: bool = False) -> int:
     """Write the Kaggle CSV (``VideoId,LabelConfidencePairs``) of ``checkpoint`` on ``data``;
     returns the number of videos. ``with_names`` adds a class-name column from ``vocabulary``."""
     from videopool.inference.formats import VideoPredictionWriter
@@ -110,12 +149,13 @@ def write_predictions(checkpoint: str, data, out: str, *, top_k: int = 20, vocab
         if not vocabulary:
             raise ValueError("--with-names needs --vocabulary vocabulary.csv")
         names = class_names(vocabulary, num_classes)
+    num_frames = inference_num_frames(sampling, num_frames, info.get("train_config", {}).get("num_frames"))
     loader = make_loader(data, num_classes=num_classes, batch_size=batch_size, strategy=sampling,
-                         num_frames=inference_num_frames(sampling, num_frames, info.get("train_config", {}).get("num_frames")),
-                         shuffle=False, seed=seed, workers=workers, what="--data")
+                         num_frames=num_frames, shuffle=False, seed=seed, workers=workers, what="--data")
     precision = resolve_precision(precision, device)
     with VideoPredictionWriter(out, top_k=top_k, class_names=names if with_names else None) as writer:
-        for ids, probabilities, _ in run_inference(model, loader, precision=precision, device=device):
+        for ids, probabilities, _ in run_inference(model, loader, precision=precision, device=device,
+                                                   compile=compile, num_frames=num_frames):
             writer.write_batch(ids, probabilities)
     return writer.num_rows
 
