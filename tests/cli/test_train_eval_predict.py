@@ -241,3 +241,46 @@ def test_nan_loss_stops_with_step_and_batch_ids(data_dir, tmp_path, capsys):
     weights = read_weights(str(tmp_path / "r" / "last.safetensors"))
     assert all(torch.isfinite(w).all() for w in weights.values() if w.is_floating_point())
     assert f"step {good['step']}" in message
+
+
+def test_export_writes_a_program_that_scores_like_the_checkpoint(trained_run, tmp_path, capsys):
+    from videopool.inference import load_exported, load_model
+
+    model, info = load_model(str(trained_run))
+    out = tmp_path / "model.pt2"
+    assert main(["export", str(trained_run), "--out", str(out)]) == 0
+    assert "mask [B, N] bool -> probabilities [B, 6]" in capsys.readouterr().out
+    program = torch.export.load(str(out)).module()  # plain torch, no videopool metadata needed
+    _, metadata = load_exported(str(out))
+    assert metadata["num_classes"] == NUM_CLASSES and metadata["modalities"] == {"rgb": 1024, "audio": 128}
+    assert metadata["model_config"] == info["model_config"] and metadata["precision"] == "fp32"
+    generator = torch.Generator().manual_seed(0)
+    for batch, frames in ((1, 1), (5, 17), (3, 300)):  # batch size and frame count are free
+        inputs = {name: torch.randn(batch, frames, size, generator=generator) for name, size in
+                  metadata["modalities"].items()}
+        mask = torch.ones(batch, frames, dtype=torch.bool)
+        mask[0, frames // 2 + 1:] = False
+        with torch.no_grad():
+            torch.testing.assert_close(program(inputs, mask), model(inputs, mask), rtol=1e-5, atol=1e-6)
+
+    bf16_out = tmp_path / "model_bf16.pt2"
+    assert main(["export", str(trained_run), "--out", str(bf16_out), "--precision", "bf16"]) == 0
+    bf16_program, bf16_metadata = load_exported(str(bf16_out))
+    assert bf16_metadata["precision"] == "bf16"
+    inputs = {name: torch.randn(4, 9, size, generator=generator) for name, size in metadata["modalities"].items()}
+    mask = torch.ones(4, 9, dtype=torch.bool)
+    with torch.no_grad():
+        scores = bf16_program({k: v.bfloat16() for k, v in inputs.items()}, mask).float()
+        torch.testing.assert_close(scores, model(inputs, mask), rtol=0.05, atol=0.02)
+
+
+def test_export_refuses_recurrent_pooling_and_foreign_programs(tmp_path):
+    from videopool.inference.export import ExportError, load_exported, trace
+    from videopool.models import create_model
+
+    with pytest.raises(ExportError, match="LSTMPooling cannot be exported"):
+        trace(create_model("lstm_2x1024_small", num_classes=4))
+    foreign = tmp_path / "foreign.pt2"
+    torch.export.save(torch.export.export(torch.nn.Linear(2, 2), (torch.zeros(3, 2),)), str(foreign))
+    with pytest.raises(ValueError, match="not one written by videopool export"):
+        load_exported(str(foreign))

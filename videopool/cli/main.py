@@ -16,6 +16,7 @@ COMMANDS = [
     "train",
     "evaluate",
     "predict",
+    "export",
     "models_cmd",
 ]
 

@@ -7,6 +7,8 @@ _EXPORTS = {
     "run_inference": "predict",
     "bf16_copy": "predict",
     "evaluate": "evaluation",
+    "export_model": "export",
+    "load_exported": "export",
     # submission files (formats.py)
     "VideoPredictionWriter": "formats",
     "SegmentSubmissionWriter": "formats",

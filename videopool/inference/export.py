@@ -1,0 +1,84 @@
+"""Export a trained model as a self-contained ``torch.export`` program (``.pt2``).
+
+The program needs neither videopool nor the checkpoint's config to run: ``torch.export.load(path).module()``
+takes ``(frames: dict[str, Tensor [B, N, D]], mask: Tensor [B, N] bool)`` and returns probabilities
+``[B, V]``, with the batch size ``B`` and frame count ``N`` free. It is the eval-mode model (BN running
+statistics, the input normalisation folded into the pooling where the layers allow it), so its scores are the
+ones ``videopool evaluate``/``predict`` produce. The file also carries ``videopool.json`` (model config, class
+count, modalities, precision, source checkpoint), readable with :func:`load_exported`.
+
+LSTM/GRU pooling cannot be exported: packing the sequences by length needs the lengths on the host.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import torch
+from torch import nn
+
+METADATA_FILE = "videopool.json"
+
+
+class ExportError(RuntimeError):
+    """``torch.export`` could not trace the model."""
+
+
+def export_model(checkpoint: str, out: str, *, precision: str = "fp32") -> dict[str, Any]:
+    """Write ``checkpoint`` (a ``.safetensors`` file or a run directory) to ``out`` as a ``.pt2`` program.
+
+    ``precision`` ``"bf16"`` exports the bf16 copy (inputs must then be bf16). Returns the metadata written.
+    """
+    from videopool.inference.predict import bf16_copy, load_model
+
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"export precision must be 'fp32' or 'bf16', got {precision!r}")
+    model, info = load_model(checkpoint, "cpu")
+    if precision == "bf16":
+        model = bf16_copy(model)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    program = trace(model, dtype)
+    metadata = {
+        "format": "videopool-export-1",
+        "model_config": info["model_config"],
+        "num_classes": int(info["num_classes"]),
+        "modalities": dict(model.config.modalities),
+        "precision": precision,
+        "source": info["path"],
+        "step": info.get("step"),
+        "inputs": "frames: dict modality -> [B, N, D] tensor; mask: [B, N] bool (True = real frame)",
+        "output": "probabilities [B, num_classes] float",
+    }
+    torch.export.save(program, out, extra_files={METADATA_FILE: json.dumps(metadata)})
+    return metadata
+
+
+def trace(model: nn.Module, dtype: torch.dtype = torch.float32) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``model`` in eval mode with a dynamic batch size and frame count."""
+    model = model.eval()
+    pooling_types = {type(p).__name__ for p in getattr(model, "poolings", {}).values()}
+    recurrent = pooling_types & {"LSTMPooling", "GRUPooling"}
+    if recurrent:
+        raise ExportError(f"{', '.join(sorted(recurrent))} cannot be exported: packing the sequences by length "
+                          "needs the lengths on the host; evaluate/predict run such models directly")
+    # Example sizes other than 0 and 1, which torch.export would specialise.
+    frames = {name: torch.zeros(2, 3, size, dtype=dtype) for name, size in model.config.modalities.items()}
+    mask = torch.ones(2, 3, dtype=torch.bool)
+    batch = torch.export.Dim("batch")
+    num_frames = torch.export.Dim("frames")
+    shapes = ({name: {0: batch, 1: num_frames} for name in frames}, {0: batch, 1: num_frames})
+    try:
+        with torch.no_grad():
+            return torch.export.export(model, (frames, mask), dynamic_shapes=shapes)
+    except Exception as err:  # torch.export raises many types; name the model in one clear error
+        raise ExportError(f"torch.export could not trace the model ({type(err).__name__}: {err})") from err
+
+
+def load_exported(path: str) -> tuple[nn.Module, dict[str, Any]]:
+    """``(callable module, metadata)`` of a program written by :func:`export_model`."""
+    extra = {METADATA_FILE: ""}
+    program = torch.export.load(path, extra_files=extra)
+    if not extra[METADATA_FILE]:
+        raise ValueError(f"{path!r} is a torch.export program but not one written by videopool export")
+    return program.module(), json.loads(extra[METADATA_FILE])
