@@ -296,3 +296,15 @@ def pad_videos(videos: list[np.ndarray], length: int, generator: torch.Generator
 
 def random_videos(lengths: list[int], dims: int, generator: torch.Generator) -> list[np.ndarray]:
     return [torch.randn(n, dims, generator=generator, dtype=torch.float64).numpy() for n in lengths]
+
+
+def build_layer(cls, dims: int, clusters: int, lengths: list[int], seed: int = 0, **kwargs):
+    """A float64 ``cls(dims, clusters, **kwargs)`` with randomised BNs, plus videos of ``lengths`` and their padded
+    ``frames``/``mask`` (two garbage frames past the longest video): ``(layer, videos, frames, mask)``."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    layer = cls(dims, clusters, **kwargs).double()
+    randomize_batch_norms(layer, generator)
+    videos = random_videos(lengths, dims, generator)
+    frames, mask = pad_videos(videos, max(lengths) + 2, generator)
+    return layer, videos, frames, mask

@@ -12,13 +12,7 @@ DIMS, CLUSTERS = 6, 5
 
 
 def _build(cls, seed=0, **kwargs):
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    layer = cls(DIMS, CLUSTERS, **kwargs).double()
-    ref.randomize_batch_norms(layer, generator)
-    videos = ref.random_videos(LENGTHS, DIMS, generator)
-    frames, mask = ref.pad_videos(videos, max(LENGTHS) + 2, generator)
-    return layer, videos, frames, mask
+    return ref.build_layer(cls, DIMS, CLUSTERS, LENGTHS, seed, **kwargs)
 
 
 def _check(layer, frames, mask, expected, training):
