@@ -30,7 +30,7 @@ tune_malloc()
 import torch  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_train import forward_flops_per_video, matmul_ceiling, peak_rss_gb, tfg  # noqa: E402
+from bench_train import forward_flops_per_video, matmul_ceiling, peak_rss_gb, start, tfg  # noqa: E402
 
 from videopool.inference.predict import bf16_copy, static_frame_count  # noqa: E402
 from videopool.models import create_model  # noqa: E402
@@ -80,16 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--min-seconds", type=float, default=8.0, help="per runner")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc tuned: {tune_malloc()}")
-    compare_tf = tfg is not None and args.model == tfg.MODEL_NAME
-    if compare_tf:
-        tfg.set_threads(torch.get_num_threads())
-        print(f"TensorFlow {tfg.tf.__version__} importable: the TF2 model is timed side by side.")
-    else:
-        print("TF2 side-by-side skipped (TensorFlow not installed, or no TF twin of this model); perf.md anchors, "
-              "videos/s: K=64 fp32 509.9 / bf16 491.7, K=256 fp32 178.8 / bf16 219.7.")
+    compare_tf = start(args, "K=64 fp32 509.9 / bf16 491.7, K=256 fp32 178.8 / bf16 219.7")
     ceilings = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
     print(f"matmul ceiling (this run): fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s")
     print(f"{'K':>4} {'mode':>14} {'videos/s':>9} {'batch s':>8} {'GFLOP/video':>11} {'% own ceil':>10} "

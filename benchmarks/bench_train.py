@@ -168,6 +168,22 @@ def model_config(args, clusters: int):
     return create_model(args.model, num_classes=args.num_classes, cluster_size=clusters, device="meta").config
 
 
+def start(args, tf_anchors: str) -> bool:
+    """Set the thread count, print the set-up, and say whether the TF2 twin will be timed side by side."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc tuned: {tune_malloc()}")
+    compare_tf = tfg is not None and args.model == tfg.MODEL_NAME
+    if compare_tf:
+        tfg.set_threads(torch.get_num_threads())
+        print(f"TensorFlow {tfg.tf.__version__} importable: the TF2 model is timed side by side.")
+    elif tfg is not None:
+        print(f"TensorFlow importable, but its twin exists only for {tfg.MODEL_NAME}: TF2 side-by-side skipped.")
+    else:
+        print(f"TensorFlow not installed: TF2 side-by-side skipped (perf.md anchors, videos/s: {tf_anchors}).")
+    return compare_tf
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="gated_netvlad_256")
@@ -185,18 +201,7 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--memory-check", action="store_true", help="profile one step's allocations instead")
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, malloc tuned: {tune_malloc()}")
-    compare_tf = tfg is not None and args.model == tfg.MODEL_NAME
-    if compare_tf:
-        tfg.set_threads(torch.get_num_threads())
-        print(f"TensorFlow {tfg.tf.__version__} importable: the TF2 model is timed side by side.")
-    elif tfg is not None:
-        print(f"TensorFlow importable, but its twin exists only for {tfg.MODEL_NAME}: TF2 side-by-side skipped.")
-    else:
-        print("TensorFlow not installed: TF2 side-by-side skipped (perf.md anchors: K=64 fp32 82.9 / bf16 97.9, "
-              "K=256 fp32 30.8 / bf16 38.0 videos/s).")
+    compare_tf = start(args, "K=64 fp32 82.9 / bf16 97.9, K=256 fp32 30.8 / bf16 38.0")
     if args.memory_check:
         memory_check(args)
         return 0

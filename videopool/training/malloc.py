@@ -26,6 +26,18 @@ DISABLE_ENV = "VIDEOPOOL_NO_MALLOC_TUNING"
 _applied = False
 
 
+def _glibc_function(name: str, argtypes: list, restype=ctypes.c_int):
+    """``name`` from glibc with its C signature, or None when not on glibc/Linux."""
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = argtypes, restype
+    return function
+
+
 def tune_malloc() -> bool:
     """Keep freed heap memory in the process (glibc only); True if it was applied.
 
@@ -37,15 +49,9 @@ def tune_malloc() -> bool:
         return True
     if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
         return False
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    mallopt = _glibc_function("mallopt", [ctypes.c_int, ctypes.c_int])
+    if mallopt is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     # mallopt's value is an int: the largest one means "never trim".
     ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
     _applied = ok
@@ -58,14 +64,8 @@ def release_memory() -> bool:
     With :func:`tune_malloc` applied, freed blocks stay in the process for reuse. Call this after dropping a
     large model when something else (another model, another framework) is about to need the memory.
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    trim = _glibc_function("malloc_trim", [ctypes.c_size_t])
+    if trim is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
     trim(0)
     return True
