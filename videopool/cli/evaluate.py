@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--compile", action="store_true",
-                   help="run the model through torch.compile: a few seconds to compile, then ~15%% faster "
+                   help="run the model through torch.compile: a few seconds to compile, then up to ~15%% faster "
                         "on CPU for large runs (batches are padded to --num-frames)")
     p.add_argument("--seed", type=int, default=0, help="seed of --sampling random")
     p.set_defaults(func=run)
