@@ -45,7 +45,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--eval-every", type=int, metavar="N", help="validate (and checkpoint) every N steps")
     p.add_argument("--checkpoint-every", type=int, metavar="N")
-    p.add_argument("--workers", type=int, help="data-loading processes (1 is enough on 2 cores)")
+    p.add_argument("--workers", type=int, help="data-loading processes (default: 0 on a CPU machine with <= 2 cores, else 1)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training or model key, e.g. --set clip_mode=global --set pooling.cluster_size=64")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

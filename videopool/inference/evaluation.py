@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from videopool.inference.predict import run_inference
-from videopool.training.data import make_loader
+from videopool.training.data import make_loader, resolve_workers
 from videopool.training.distributed import DistributedContext, gather_objects
 from videopool.training.losses import binary_cross_entropy_per_video
 
@@ -24,7 +24,7 @@ def evaluate(
     precision: str = "fp32",
     device: torch.device | str = "cpu",
     ctx: DistributedContext | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     loss: str = "bce_sum",
     top_k: int = 20,
     seed: int = 0,
@@ -43,7 +43,7 @@ def evaluate(
 
     ctx = ctx or DistributedContext()
     loader = make_loader(patterns, num_classes=num_classes, batch_size=batch_size, strategy=sampling,
-                         num_frames=num_frames, shuffle=False, seed=seed, workers=workers,
+                         num_frames=num_frames, shuffle=False, seed=seed, workers=resolve_workers(workers, device),
                          rank=ctx.rank, world_size=ctx.world_size, what="evaluation data")
     evaluator = StreamingEvaluator(num_classes, top_k=top_k)
     for _, probabilities, labels in run_inference(model, loader, precision=precision, device=device,

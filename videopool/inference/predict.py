@@ -133,12 +133,12 @@ def inference_num_frames(sampling: str, requested: int | None, trained: int | No
 
 def write_predictions(checkpoint: str, data, out: str, *, top_k: int = 20, vocabulary: str | None = None,
                       with_names: bool = False, sampling: str = "all", num_frames: int | None = None,
-                      batch_size: int = 256, precision: str = "fp32", device: str = "auto", workers: int = 1,
+                      batch_size: int = 256, precision: str = "fp32", device: str = "auto", workers: int | None = None,
                       seed: int = 0, compile: bool = False) -> int:
     """Write the Kaggle CSV (``VideoId,LabelConfidencePairs``) of ``checkpoint`` on ``data``;
     returns the number of videos. ``with_names`` adds a class-name column from ``vocabulary``."""
     from videopool.inference.formats import VideoPredictionWriter
-    from videopool.training.data import make_loader
+    from videopool.training.data import make_loader, resolve_workers
     from videopool.training.precision import resolve_device, resolve_precision
 
     device = resolve_device(device)
@@ -151,7 +151,8 @@ def write_predictions(checkpoint: str, data, out: str, *, top_k: int = 20, vocab
         names = class_names(vocabulary, num_classes)
     num_frames = inference_num_frames(sampling, num_frames, info.get("train_config", {}).get("num_frames"))
     loader = make_loader(data, num_classes=num_classes, batch_size=batch_size, strategy=sampling,
-                         num_frames=num_frames, shuffle=False, seed=seed, workers=workers, what="--data")
+                         num_frames=num_frames, shuffle=False, seed=seed, workers=resolve_workers(workers, device),
+                         what="--data")
     precision = resolve_precision(precision, device)
     with VideoPredictionWriter(out, top_k=top_k, class_names=names if with_names else None) as writer:
         for ids, probabilities, _ in run_inference(model, loader, precision=precision, device=device,

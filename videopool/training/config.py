@@ -57,7 +57,7 @@ class TrainConfig:
     bf16_master_min_numel: int = 1 << 20  # weight matrices this large are held in bf16 (master_weights)
     device: str = "auto"
     seed: int = 0
-    workers: int = 1
+    workers: int | None = None  # loader processes; None = resolve_workers() for the device
     progress: bool = True
 
     def to_dict(self) -> dict[str, Any]:

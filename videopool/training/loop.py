@@ -30,7 +30,7 @@ from videopool.inference.predict import inference_num_frames
 from videopool.training import checkpoint as ckpt
 from videopool.training.batch_norm import batch_norm_layers, recompute_batch_norm
 from videopool.training.config import TrainConfig, save_yaml
-from videopool.training.data import make_loader, seed_everything, set_loader_epoch
+from videopool.training.data import make_loader, resolve_workers, seed_everything, set_loader_epoch
 from videopool.training.distributed import (
     all_ranks_have_data,
     gather_objects,
@@ -63,6 +63,7 @@ class Trainer:
         self.num_classes = num_classes
         self.ctx, self.device = init_distributed(resolve_device(config.device))
         self.precision = resolve_precision(config.precision, self.device)
+        self.workers = resolve_workers(config.workers, self.device)
         self.state = TrainState()
         self.last_ids: list[str] = []
         self.run_dir = config.out
@@ -95,7 +96,7 @@ class Trainer:
         if self.ctx.is_main:
             os.makedirs(os.path.join(self.run_dir, "checkpoints"), exist_ok=True)
             save_yaml(config, os.path.join(self.run_dir, "config.yaml"),
-                      {"resolved": {"precision": self.precision, "device": str(self.device),
+                      {"resolved": {"precision": self.precision, "device": str(self.device), "workers": self.workers,
                                     "num_classes": num_classes, "world_size": self.ctx.world_size}})
 
     # --- checkpoints -------------------------------------------------------------
@@ -165,7 +166,7 @@ class Trainer:
         c = self.config
         loader = make_loader(c.train_data, num_classes=self.num_classes, batch_size=c.batch_size,
                              strategy=c.frame_selection, num_frames=c.num_frames, shuffle=True,
-                             seed=c.seed, epoch=epoch, workers=c.workers, rank=self.ctx.rank,
+                             seed=c.seed, epoch=epoch, workers=self.workers, rank=self.ctx.rank,
                              world_size=self.ctx.world_size, pin_memory=self.device.type == "cuda",
                              what="--train-data")
         set_loader_epoch(loader, epoch)
@@ -239,7 +240,7 @@ class Trainer:
                         sampling=self.config.eval_sampling,
                         num_frames=inference_num_frames(self.config.eval_sampling, None, self.config.num_frames),
                         precision=self.precision, device=self.device, ctx=self.ctx,
-                        workers=self.config.workers, loss=self.config.loss, seed=self.config.seed)
+                        workers=self.workers, loss=self.config.loss, seed=self.config.seed)
 
     def refresh_batch_norm(self) -> None:
         """Precise BN before validating/saving (see :mod:`videopool.training.batch_norm`)."""

@@ -1,3 +1,5 @@
+"""How many frames and which loader processes feed the model: inference frame counts, compile padding, workers."""
+
 from videopool.inference.predict import MAX_FRAMES, inference_num_frames
 
 
@@ -23,3 +25,20 @@ def test_static_frame_count_pads_with_masked_frames_and_at_least_two_videos():
     assert torch.equal(padded["rgb"][0, :3], frames["rgb"][0]) and not padded["rgb"][1:].any()
     with pytest.raises(ValueError, match="more than num_frames=2"):
         static_frame_count(frames, mask, 2)
+
+
+def test_default_workers_load_in_process_on_two_cpu_cores(monkeypatch):
+    import os
+
+    import pytest
+
+    from videopool.training.data import resolve_workers
+
+    assert resolve_workers(3, "cpu") == 3 and resolve_workers(0, "cuda") == 0
+    with pytest.raises(ValueError, match="workers must be >= 0"):
+        resolve_workers(-1)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert resolve_workers(None, "cpu") == 0
+    assert resolve_workers(None, "cuda") == 1  # the main process feeds the GPU; loading goes to a worker
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    assert resolve_workers(None, "cpu") == 1
