@@ -106,3 +106,29 @@ def test_masked_batch_norm_inference_affine_is_its_eval_forward():
     torch.testing.assert_close(x * scale + shift, bn(x), rtol=1e-12, atol=1e-12)
     with pytest.raises(RuntimeError, match="eval mode"):
         bn.train().inference_affine()
+    with pytest.raises(RuntimeError, match="training mode"):
+        bn.eval().batch_affine(x)
+
+
+def test_masked_batch_norm_batch_affine_is_its_training_forward_on_real_rows():
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(B, N, D, generator=generator, dtype=torch.float64) * 2 + 1
+    mask = torch.ones(B, N, dtype=torch.bool)
+    mask[0, 3:] = False
+    mask[2, 5:] = False
+    lazy, eager = MaskedBatchNorm1d(D).double().train(), MaskedBatchNorm1d(D).double().train()
+    for bn in (lazy, eager):
+        ref.randomize_batch_norms(bn, torch.Generator().manual_seed(4))
+    scale, shift = lazy.batch_affine(x, mask)
+    expected = eager(x, mask)
+    torch.testing.assert_close((x * scale + shift)[mask], expected[mask], rtol=1e-10, atol=1e-12)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        torch.testing.assert_close(getattr(lazy, name), getattr(eager, name), rtol=1e-12, atol=1e-15)
+    (scale.sum() + shift.sum()).backward()
+    assert lazy.weight.grad is not None and lazy.bias.grad is not None
+    with pytest.raises(ValueError, match="without gradients"):
+        lazy.batch_affine(x.clone().requires_grad_(True))
+    one_real_row = torch.zeros(B, N, dtype=torch.bool)
+    one_real_row[0, 0] = True
+    with pytest.raises(ValueError, match="at least 2 real rows"):
+        lazy.batch_affine(x, one_real_row)

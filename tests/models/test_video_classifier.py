@@ -157,7 +157,7 @@ def test_eval_folds_the_input_normalization_into_the_pooling_without_changing_th
         folded = model(frames, mask)
         folded_nan_padding = model(padded, mask)
         folded_unmasked = model(frames)
-        monkeypatch.setattr(model, "_can_fold_input_normalization", lambda: False)
+        monkeypatch.setattr(model, "_can_fold_input_normalization", lambda frames=None: False)
         unfolded = model(frames, mask)
         unfolded_unmasked = model(frames)
     torch.testing.assert_close(folded, unfolded, rtol=1e-10, atol=1e-12)
@@ -171,7 +171,48 @@ def test_poolings_that_need_the_normalized_frames_are_not_folded(name):
     assert not create_model(name, num_classes=6).eval()._can_fold_input_normalization()
 
 
-def test_training_mode_never_folds():
-    model = create_model("gated_netvlad_256_small", num_classes=6)
-    assert not model.train()._can_fold_input_normalization()
-    assert model.eval()._can_fold_input_normalization()
+def _grads(model):
+    return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize("name", ["gated_netvlad_256_small", "soft_dbow_4096_small"])
+def test_training_folds_the_input_batch_norm_with_the_same_outputs_gradients_and_statistics(name, monkeypatch):
+    """In training the input BN's batch statistics need no gradient (frames are data), so BN + per-frame L2 fold
+    into the pooling as well: same probabilities, same gradient for every parameter, same running statistics."""
+    generator = torch.Generator().manual_seed(2)
+    frames = None
+    results = []
+    for fold in (True, False):
+        model = _trained_statistics_model(name).train()
+        if frames is None:
+            frames = {m: torch.randn(4, 9, d, generator=generator, dtype=torch.float64) * 1.5 + 0.3
+                      for m, d in model.modalities.items()}
+            mask = torch.ones(4, 9, dtype=torch.bool)
+            mask[1, 6:] = False
+            mask[3, 2:] = False
+            frames = {m: torch.where(mask.unsqueeze(-1), value, float("nan")) for m, value in frames.items()}
+        assert model._can_fold_input_normalization(frames)
+        if not fold:
+            monkeypatch.setattr(model, "_can_fold_input_normalization", lambda frames=None: False)
+        probabilities = model(frames, mask)
+        (probabilities * torch.linspace(0.5, 2.0, probabilities.shape[1], dtype=torch.float64)).sum().backward()
+        buffers = {k: v.clone() for k, v in model.named_buffers() if "running" in k}
+        results.append((probabilities.detach(), _grads(model), buffers))
+    (p_fold, g_fold, b_fold), (p_eager, g_eager, b_eager) = results
+    torch.testing.assert_close(p_fold, p_eager, rtol=1e-10, atol=1e-12)
+    assert g_fold.keys() == g_eager.keys() and any(k.startswith("input_norms") for k in g_fold)
+    for key in g_eager:
+        torch.testing.assert_close(g_fold[key], g_eager[key], rtol=1e-8, atol=1e-12, msg=key)
+    for key in b_eager:
+        torch.testing.assert_close(b_fold[key], b_eager[key], rtol=1e-10, atol=1e-12, msg=key)
+
+
+def test_frames_that_need_gradients_are_not_folded_in_training():
+    model = create_model("gated_netvlad_256_small", num_classes=6).train()
+    frames = {m: torch.randn(2, 5, d) for m, d in model.modalities.items()}
+    assert model._can_fold_input_normalization(frames)
+    frames["rgb"].requires_grad_(True)
+    assert not model._can_fold_input_normalization(frames)
+    model(frames).sum().backward()
+    assert frames["rgb"].grad is not None and frames["rgb"].grad.abs().sum() > 0
+    assert model.eval()._can_fold_input_normalization(frames)  # running statistics: a fixed map either way

@@ -99,10 +99,40 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
         """``(scale, shift)`` with ``forward(x) = x · scale + shift`` per feature, from the running statistics."""
         if not self.uses_running_stats():
             raise RuntimeError("inference_affine() needs eval mode and running statistics")
-        scale = torch.rsqrt(self.running_var + self.eps)
+        return self._affine(self.running_mean, self.running_var)
+
+    def batch_affine(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Training mode: ``(scale, shift)`` with ``forward(x, mask) = x · scale + shift`` on the real rows.
+
+        The batch statistics are computed without autograd, so ``x`` must not need gradients (input frames
+        never do); the running statistics are updated exactly as :meth:`forward` updates them. Gradients reach
+        ``weight`` and ``bias`` through the returned tensors, which is all the gradient a batch norm over
+        constant inputs has: the caller never needs ``x``'s normalised copy or its gradient.
+        """
+        if not (self.training and self.track_running_stats):
+            raise RuntimeError("batch_affine() is for training mode with running statistics; in eval mode use "
+                               "inference_affine()")
+        if x.requires_grad:
+            raise ValueError("batch_affine() needs an input without gradients (its statistics are not differentiated)")
+        with torch.no_grad():
+            rows = x.reshape(-1, self.num_features)
+            if mask is not None and not bool(mask.all()):
+                rows = rows[mask.reshape(-1)]
+            if rows.shape[0] < 2:
+                raise ValueError(f"MaskedBatchNorm1d needs at least 2 real rows to compute batch statistics in "
+                                 f"training, got {rows.shape[0]}; use a larger batch or call .eval()")
+            # The statistics kernel F.batch_norm runs in training (biased variance returned, running variance
+            # updated with the unbiased one), without writing a normalised copy; var_mean over dim 0 is ~15x slower.
+            rows = rows.to(self.running_mean.dtype).contiguous()
+            mean, var = torch.batch_norm_update_stats(rows, self.running_mean, self.running_var, self.momentum)
+            self.num_batches_tracked.add_(1)
+        return self._affine(mean, var)
+
+    def _affine(self, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
+        scale = torch.rsqrt(var + self.eps)
         if self.weight is not None:
             scale = scale * self.weight
-        shift = -self.running_mean * scale
+        shift = -mean * scale
         if self.bias is not None:
             shift = shift + self.bias
         return scale, shift

@@ -167,7 +167,7 @@ class VideoClassifier(nn.Module):
             squared = sum(torch.linalg.vector_norm(value, dim=-1, keepdim=True).square() for value in x.values())
             inverse_norm = torch.rsqrt(squared.clamp_min(1e-12))
 
-        if self._can_fold_input_normalization():
+        if self._can_fold_input_normalization(x):
             video = self.fusion(self._pool_with_folded_normalization(x, mask, inverse_norm))
         else:
             if inverse_norm is not None:
@@ -186,13 +186,17 @@ class VideoClassifier(nn.Module):
             video = self.gating(video)
         return self.classifier(video)
 
-    def _can_fold_input_normalization(self) -> bool:
-        """Eval mode, late fusion, and poolings that take a lazily applied :class:`FrameAffine`."""
-        if self.training or not self.late_fusion or (self.input_norms is None and not self.l2_normalize_frames):
+    def _can_fold_input_normalization(self, frames: Mapping[str, torch.Tensor] | None = None) -> bool:
+        """Late fusion, poolings that take a lazily applied :class:`FrameAffine`, and input BNs that are a fixed
+        affine map (eval) or whose batch statistics need no gradient (training on frames without gradients)."""
+        if not self.late_fusion or (self.input_norms is None and not self.l2_normalize_frames):
             return False
-        if self.input_norms is not None and not all(bn.uses_running_stats() for bn in self.input_norms.values()):
+        if not all(getattr(pooling, "accepts_frame_affine", False) for pooling in self.poolings.values()):
             return False
-        return all(getattr(pooling, "accepts_frame_affine", False) for pooling in self.poolings.values())
+        if self.input_norms is None or all(bn.uses_running_stats() for bn in self.input_norms.values()):
+            return True
+        return (self.training and frames is not None and not any(x.requires_grad for x in frames.values())
+                and all(bn.track_running_stats for bn in self.input_norms.values()))
 
     def _pool_with_folded_normalization(self, x: dict[str, torch.Tensor], mask: torch.Tensor | None,
                                         inverse_norm: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -208,10 +212,22 @@ class VideoClassifier(nn.Module):
                 inverse_norm = inverse_norm.masked_fill(~mask.unsqueeze(-1), 0.0)
         pooled = {}
         for name, value in x.items():
-            scale, shift = self.input_norms[name].inference_affine() if self.input_norms is not None else (None, None)
+            scale, shift = self._input_norm_affine(name, value, mask, inverse_norm)
             affine = FrameAffine(inverse_norm, scale, shift)
             pooled[name] = self.poolings[name](value, mask, affine=affine)
         return pooled
+
+    def _input_norm_affine(self, name: str, frames: torch.Tensor, mask: torch.Tensor | None,
+                           inverse_norm: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The input BN of modality ``name`` as ``(scale, shift)``, or ``(None, None)`` without input BN."""
+        if self.input_norms is None:
+            return None, None
+        norm = self.input_norms[name]
+        if norm.uses_running_stats():
+            return norm.inference_affine()
+        with torch.no_grad():  # the statistics are of the L2-normalised frames
+            normalized = frames if inverse_norm is None else frames * inverse_norm
+        return norm.batch_affine(normalized, mask)
 
     def regularization_loss(self) -> torch.Tensor:
         """The slim L2 terms of the classifier, to be scaled by the recipe's ``regularization_penalty``."""
