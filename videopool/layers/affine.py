@@ -1,15 +1,18 @@
 """A per-frame, per-feature affine map of the frames that pooling layers apply lazily.
 
-In eval mode the classifier's input normalisation — per-frame L2, then batch norm with running statistics — is
-``z[b, n, d] = x[b, n, d] · r[b, n] · s[d] + t[d]``. The soft-assignment layers use the frames only through a
-projection ``z W`` and weighted frame sums ``zᵀ a``, both linear in ``z``, so the map can be moved onto those
-small results instead of being written out as a second ``[B, N, D]`` tensor:
+The classifier's input normalisation — per-frame L2, then batch norm — is
+``z[b, n, d] = x[b, n, d] · r[b, n] · s[d] + t[d]``: in eval mode ``s, t`` come from the running statistics, in
+training from the batch statistics of the (gradient-free) frames, with only BN's ``γ, β`` differentiable. The
+soft-assignment layers use the frames only through a projection ``z W`` and weighted frame sums ``zᵀ a``, both
+linear in ``z``, so the map can be moved onto those small results instead of being written out as a second
+``[B, N, D]`` tensor:
 
     z W   = r ⊙ (x (s ⊙ W)) + t W                     ([B·N, K], W rows scaled by s: a [D, K] tensor)
     zᵀ a  = s ⊙ (xᵀ (r ⊙ a)) + t ⊗ Σ_n a              ([B, D, K])
 
-That removes three memory-bound passes over the frames (the L2 scaling, the batch norm, and a contiguous copy):
-about 10% of a gated-NetVLAD inference batch on CPU.
+In eval mode that removes memory-bound passes over the frames (the L2 scaling, the batch norm): about 10% of a
+gated-NetVLAD inference batch on CPU. In training it also removes the backward's ``[B·N, D]`` gradient of ``z``
+(two GEMMs, their sum and the BN backward): +16% at K=64.
 """
 
 from __future__ import annotations
