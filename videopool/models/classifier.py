@@ -195,7 +195,9 @@ class VideoClassifier(nn.Module):
             return False
         if self.input_norms is None or all(bn.uses_running_stats() for bn in self.input_norms.values()):
             return True
-        return (self.training and frames is not None and not any(x.requires_grad for x in frames.values())
+        # Under torch.compile the masked BN's weighted-statistics path keeps the graph whole; stay on it.
+        return (self.training and frames is not None and not torch.compiler.is_compiling()
+                and not any(x.requires_grad for x in frames.values())
                 and all(bn.track_running_stats for bn in self.input_norms.values()))
 
     def _pool_with_folded_normalization(self, x: dict[str, torch.Tensor], mask: torch.Tensor | None,
