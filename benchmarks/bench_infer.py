@@ -30,7 +30,14 @@ tune_malloc()
 import torch  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from bench_train import forward_flops_per_video, matmul_ceiling, peak_rss_gb, start, tfg  # noqa: E402
+from bench_train import (  # noqa: E402
+    bench_group,
+    forward_flops_per_video,
+    matmul_ceiling,
+    peak_rss_gb,
+    start,
+    tfg,
+)
 
 from videopool.inference.predict import bf16_copy, static_frame_count  # noqa: E402
 from videopool.models import create_model  # noqa: E402
@@ -41,26 +48,13 @@ class TorchRunner:
 
     def __init__(self, model, frames, mask, autocast: bool) -> None:
         self.model, self.frames, self.mask, self.autocast = model, frames, mask, autocast
+        self.times: list[float] = []
 
     def __call__(self) -> float:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.autocast):
             start = time.perf_counter()
             self.model(self.frames, self.mask)
             return time.perf_counter() - start
-
-
-def time_round_robin(runners: list, args) -> list[float]:
-    """Median seconds per runner: warm-up each, then one call of every runner per round."""
-    for runner in runners:
-        for _ in range(args.warmup):
-            runner()
-    times: list[list[float]] = [[] for _ in runners]
-    started = time.perf_counter()
-    while len(times[0]) < args.min_steps or (time.perf_counter() - started < args.min_seconds * len(runners)
-                                             and len(times[0]) < args.max_steps):
-        for runner, runner_times in zip(runners, times):
-            runner_times.append(runner())
-    return [statistics.median(t) for t in times]
 
 
 def main(argv=None) -> int:
@@ -109,7 +103,8 @@ def main(argv=None) -> int:
                 static_inputs, static_mask = static_frame_count(inputs, mask, n)
                 rows.append((label, ceiling, TorchRunner(torch.compile(runner_model), static_inputs, static_mask,
                                                          False)))
-        seconds = time_round_robin([runner for _, _, runner in rows], args)
+        bench_group(args, [runner for _, _, runner in rows])
+        seconds = [statistics.median(runner.times) for _, _, runner in rows]
         tf_speed = {ceiling: b / s for (label, ceiling, _), s in zip(rows, seconds) if label.startswith("TF2")}
         for (label, ceiling, _), s in zip(rows, seconds):
             ratio = f"{b / s / tf_speed[ceiling]:.2f}" if ceiling in tf_speed and not label.startswith("TF2") else ""

@@ -107,8 +107,11 @@ class Runner:
         return time.perf_counter() - start
 
 
-def bench_group(args, runners: list[Runner]) -> None:
-    """Warm every runner up, then time them round-robin so they share the machine's drift and noise."""
+def bench_group(args, runners: list) -> None:
+    """Warm every runner up, then time them round-robin so they share the machine's drift and noise.
+
+    A runner is a callable returning its seconds, with a ``times`` list that receives them (also used by
+    ``bench_infer.py``)."""
     for runner in runners:
         for _ in range(args.warmup):
             runner()

@@ -235,6 +235,7 @@ class InferRunner:
     def __init__(self, clusters: int, num_classes: int, precision: str, batch_size: int, num_frames: int) -> None:
         self.predict = make_predict(GatedNetVLAD(clusters, num_classes, precision))
         self.rgb, self.audio, _ = random_batch(batch_size, num_frames, num_classes)
+        self.times: list[float] = []
 
     def __call__(self) -> float:
         start = time.perf_counter()

@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from videopool.cli.options import add_inference_options
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("evaluate", help="GAP / Hit@1 / PERR / mAP of a checkpoint", description=__doc__,
@@ -26,14 +28,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--num-frames", type=int, default=None, help="frames per video (default: the training value)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--top-k", type=int, default=20)
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="fp32",
-                   help="fp32 (default, exact) or bf16 weights (faster)")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=None,
-                   help="data-loading processes (default: 0 on a CPU machine with <= 2 cores, else 1)")
-    p.add_argument("--compile", action="store_true",
-                   help="run the model through torch.compile: a few seconds to compile, then up to ~15%% faster "
-                        "on CPU for large runs (batches are padded to --num-frames)")
+    add_inference_options(p)
     p.add_argument("--seed", type=int, default=0, help="seed of --sampling random")
     p.set_defaults(func=run)
 
@@ -41,7 +36,11 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from videopool.data import RecordError
     from videopool.inference.evaluation import evaluate
-    from videopool.inference.predict import CompileError, inference_num_frames, load_model
+    from videopool.inference.predict import (
+        CompileError,
+        inference_num_frames,
+        load_model,
+    )
     from videopool.training.precision import resolve_device, resolve_precision
 
     try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from videopool.cli.options import add_inference_options
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("predict", help="write Kaggle-format predictions", description=__doc__,
@@ -24,13 +26,7 @@ def add_parser(subparsers) -> None:
                    help="frames fed to the model (see `videopool evaluate --help`)")
     p.add_argument("--num-frames", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="fp32")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=None,
-                   help="data-loading processes (default: 0 on a CPU machine with <= 2 cores, else 1)")
-    p.add_argument("--compile", action="store_true",
-                   help="run the model through torch.compile: a few seconds to compile, then up to ~15%% faster "
-                        "on CPU for large runs (batches are padded to --num-frames)")
+    add_inference_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
