@@ -55,7 +55,7 @@ def parse_args() -> argparse.Namespace:
 
 def ensure_data(path: str) -> None:
     if not glob.glob(os.path.join(path, "train-*.tfrecord")):
-        from videopool.data.demo import make_demo_data
+        from videopool.demo.dataset import make_demo_data
 
         make_demo_data(path, seed=0)
 
@@ -124,7 +124,7 @@ def write_markdown(results: dict, args: argparse.Namespace, peak_rss_gb: float) 
 
 
 def main() -> None:
-    from videopool.training.malloc import tune_malloc
+    from videopool.core.malloc import tune_malloc
 
     tune_malloc()
     args = parse_args()

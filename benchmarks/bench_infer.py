@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 
-from videopool.training.malloc import tune_malloc
+from videopool.core.malloc import tune_malloc
 
 tune_malloc()
 

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader
 
 from videopool.data.collate import collate_videos, dequantize_batch
 from videopool.data.dataset import VideoIterableDataset
-from videopool.data.demo import make_demo_data
+from videopool.demo.dataset import make_demo_data
 from videopool.data.io import write_videos
 from videopool.data.schema import FeatureSpec, Schema
 from videopool.data.video import Video

@@ -19,7 +19,7 @@ import contextlib
 import statistics
 import time
 
-from videopool.training.malloc import tune_malloc
+from videopool.core.malloc import tune_malloc
 
 tune_malloc()  # before torch allocates anything large (perf.md finding 1)
 

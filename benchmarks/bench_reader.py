@@ -130,7 +130,7 @@ def main(argv=None) -> int:
     malloc = "default glibc"
     if not args.no_malloc_tuning:
         try:
-            from videopool.training.malloc import tune_malloc
+            from videopool.core.malloc import tune_malloc
             malloc = "tuned (mmap off, no trim)" if tune_malloc() else malloc
         except ImportError:
             pass

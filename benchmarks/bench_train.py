@@ -23,14 +23,14 @@ import statistics
 import sys
 import time
 
-from videopool.training.malloc import release_memory, tune_malloc
+from videopool.core.malloc import release_memory, tune_malloc
 
 tune_malloc()  # before torch allocates anything large
 
 import torch  # noqa: E402
 
 from videopool.models import create_model  # noqa: E402
-from videopool.training.step import TrainStep  # noqa: E402
+from videopool.training.step import TrainStep, prepare_bf16  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 try:
@@ -90,7 +90,7 @@ class Runner:
         torch.manual_seed(0)
         self.model = create_model(args.model, num_classes=args.num_classes, cluster_size=clusters).train()
         self.step = TrainStep(self.model, precision=precision, device=torch.device("cpu"), learning_rate=2e-4,
-                              bf16_scheme=scheme)
+                              master=prepare_bf16(self.model, precision, scheme))
         b, n = args.batch_size, args.num_frames
         self.frames = {name: torch.rand(b, n, size) * 4 - 2 for name, size in self.model.config.modalities.items()}
         self.mask = torch.ones(b, n, dtype=torch.bool)
@@ -131,7 +131,7 @@ def memory_check(args) -> None:
     torch.manual_seed(0)
     model = create_model(args.model, num_classes=args.num_classes, cluster_size=args.clusters[0])
     step = TrainStep(model, precision=args.precisions[0], device=torch.device("cpu"), learning_rate=2e-4,
-                     bf16_scheme=args.bf16_schemes[0])
+                     master=prepare_bf16(model, args.precisions[0], args.bf16_schemes[0]))
     b, n = args.batch_size, args.num_frames
     frames = {name: torch.rand(b, n, size) * 4 - 2 for name, size in model.config.modalities.items()}
     mask = torch.ones(b, n, dtype=torch.bool)

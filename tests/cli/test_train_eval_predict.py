@@ -10,7 +10,7 @@ import torch
 
 from videopool.cli.main import main
 from videopool.data import Video, iter_videos, write_videos
-from videopool.training.checkpoint import read_info, read_weights
+from videopool.models.checkpoint import read_info, read_weights
 
 NUM_CLASSES = 6
 MODEL = ["--model", "gated_netvlad_256_small", "--set", "cluster_size=2", "--set", "hidden.size=8"]
@@ -112,7 +112,7 @@ def test_training_writes_the_run_directory(trained_run):
 
 def _direct_predictions(run, data_glob):
     """Predictions computed one video at a time without padding, the obviously-correct way."""
-    from videopool.inference import load_model
+    from videopool.models import load_model
 
     model, _ = load_model(str(run / "best.safetensors"))
     ids, scores, labels = [], [], []
@@ -244,7 +244,8 @@ def test_nan_loss_stops_with_step_and_batch_ids(data_dir, tmp_path, capsys):
 
 
 def test_export_writes_a_program_that_scores_like_the_checkpoint(trained_run, tmp_path, capsys):
-    from videopool.inference import load_exported, load_model
+    from videopool.inference import load_exported
+    from videopool.models import load_model
 
     model, info = load_model(str(trained_run))
     out = tmp_path / "model.pt2"

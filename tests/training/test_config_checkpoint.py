@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from videopool.training import checkpoint as ckpt
+from videopool.models import checkpoint as ckpt
 from videopool.training.config import TrainConfig, parse_set_arguments, resolve_train_config
 
 

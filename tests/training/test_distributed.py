@@ -49,8 +49,10 @@ def _worker(rank, world_size, port, data_dir, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
-    from videopool.inference import load_model
-    from videopool.training.loop import Trainer, evaluate
+    from videopool.data import make_loader
+    from videopool.inference import evaluate
+    from videopool.models import load_model
+    from videopool.training.loop import Trainer
 
     trainer = Trainer(_config(data_dir, out), NUM_CLASSES)
     summary = trainer.fit()
@@ -59,8 +61,9 @@ def _worker(rank, world_size, port, data_dir, out):
     # every rank evaluates the same checkpoint on its own shard
     torch.distributed.barrier()
     model, _ = load_model(os.path.join(out, "last.safetensors"))
-    metrics = evaluate(model, [str(data_dir / "val-*.tfrecord")], num_classes=NUM_CLASSES, batch_size=2,
-                       workers=0, ctx=trainer.ctx)
+    loader = make_loader([str(data_dir / "val-*.tfrecord")], num_classes=NUM_CLASSES, batch_size=2, strategy="all",
+                         num_frames=300, shuffle=False, workers=0, rank=rank, world_size=world_size)
+    metrics = evaluate(model, loader, ctx=trainer.ctx)
     scalars = {k: v for k, v in metrics.items() if not hasattr(v, "shape")}
     with open(os.path.join(out, f"metrics{rank}.json"), "w") as f:
         json.dump({"summary": {k: summary[k] for k in ("step", "examples_seen")}, "metrics": scalars}, f)
@@ -68,8 +71,9 @@ def _worker(rank, world_size, port, data_dir, out):
 
 
 def test_two_processes_train_identical_replicas_and_merge_metrics_exactly(data_dir, tmp_path):
-    from videopool.inference import load_model
-    from videopool.training.loop import evaluate
+    from videopool.data import make_loader
+    from videopool.inference import evaluate
+    from videopool.models import load_model
 
     out = tmp_path / "run"
     out.mkdir()
@@ -89,7 +93,9 @@ def test_two_processes_train_identical_replicas_and_merge_metrics_exactly(data_d
     assert results[0]["summary"] == {"step": 3, "examples_seen": 12}  # 3 steps x 2 ranks x batch 2
     # the same checkpoint evaluated by one process over all the data
     model, _ = load_model(str(out / "last.safetensors"))
-    single = evaluate(model, [str(data_dir / "val-*.tfrecord")], num_classes=NUM_CLASSES, batch_size=2, workers=0)
+    loader = make_loader([str(data_dir / "val-*.tfrecord")], num_classes=NUM_CLASSES, batch_size=2, strategy="all",
+                         num_frames=300, shuffle=False, workers=0)
+    single = evaluate(model, loader)
     assert single["num_videos"] == 13 == results[0]["metrics"]["num_videos"]
     # Batches differ between the runs (each rank pads its own), and float32 GEMMs round a video's scores
     # differently with the batch around it (~6e-8); a lost or repeated video would move these far more.

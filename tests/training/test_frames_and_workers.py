@@ -32,7 +32,7 @@ def test_default_workers_load_in_process_on_two_cpu_cores(monkeypatch):
 
     import pytest
 
-    from videopool.training.data import resolve_workers
+    from videopool.data.loader import resolve_workers
 
     assert resolve_workers(3, "cpu") == 3 and resolve_workers(0, "cuda") == 0
     with pytest.raises(ValueError, match="workers must be >= 0"):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from videopool.training.losses import binary_cross_entropy_on_probabilities
+from videopool.models.losses import binary_cross_entropy_on_probabilities
 from videopool.training.optim import (
     BF16MasterWeights,
     clip_gradients,

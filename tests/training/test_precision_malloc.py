@@ -6,7 +6,7 @@ import sys
 import pytest
 import torch
 
-from videopool.training import precision
+from videopool.core import precision
 
 
 def test_precision_rule(monkeypatch):
@@ -26,7 +26,7 @@ def _tune_in_subprocess(env_value):
     env.pop("VIDEOPOOL_NO_MALLOC_TUNING", None)
     if env_value is not None:
         env["VIDEOPOOL_NO_MALLOC_TUNING"] = env_value
-    code = "from videopool.training.malloc import tune_malloc; print(tune_malloc())"
+    code = "from videopool.core.malloc import tune_malloc; print(tune_malloc())"
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -39,7 +39,7 @@ def test_malloc_tuning_applies_on_glibc_and_can_be_disabled():
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc-only")
 def test_release_memory_returns_a_freed_tuned_heap_to_the_kernel():
     code = """
-from videopool.training.malloc import release_memory, tune_malloc
+from videopool.core.malloc import release_memory, tune_malloc
 tune_malloc()
 import numpy as np
 

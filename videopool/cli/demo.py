@@ -38,7 +38,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from videopool.training.malloc import tune_malloc
+    from videopool.core.malloc import tune_malloc
 
     tune_malloc()
     data_dir = os.path.join(args.dir, "data")
@@ -52,10 +52,12 @@ def run(args: argparse.Namespace) -> int:
     best = results[-1]
     predictions = os.path.join(args.dir, "predictions.csv")
     if splits["test"]:
-        from videopool.inference.predict import write_predictions
+        from videopool.inference import read_class_names, write_predictions
+        from videopool.models import load_model
 
-        count = write_predictions(best["run_dir"], splits["test"], predictions, vocabulary=vocabulary,
-                                  with_names=True)
+        model, info = load_model(best["run_dir"])
+        count = write_predictions(model, demo_loader(splits["test"], info["num_classes"]), predictions,
+                                  class_names=read_class_names(vocabulary, info["num_classes"]))
         print(f"\nwrote top-20 predictions of {best['model']} for {count} test videos to {predictions}")
     write_plots(best, splits["validate"], vocabulary, os.path.join(args.dir, "plots"))
     show_examples(best["run_dir"], splits["validate"], vocabulary, args.examples)
@@ -63,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def prepare_data(data_dir: str, args: argparse.Namespace) -> None:
-    from videopool.data.demo import make_demo_data
+    from videopool.demo.dataset import make_demo_data
 
     wanted = {"train": args.train_videos, "validate": args.validate_videos, "test": args.test_videos}
     manifest_path = os.path.join(data_dir, "manifest.json")
@@ -113,33 +115,30 @@ def print_comparison(results: list[dict]) -> None:
 
 
 def write_plots(result: dict, validate: list[str], vocabulary: str, out_dir: str) -> None:
-    from videopool.inference import evaluate, load_model
-    from videopool.inference.predict import class_names
+    from videopool.inference import evaluate, read_class_names
     from videopool.metrics import plot_ap_vs_frequency, plot_precision_recall
+    from videopool.models import load_model
 
     model, info = load_model(result["run_dir"])
-    metrics = evaluate(model, validate, num_classes=info["num_classes"], keep_evaluator=True)
+    metrics = evaluate(model, demo_loader(validate, info["num_classes"]), keep_evaluator=True)
     os.makedirs(out_dir, exist_ok=True)
     pr = os.path.join(out_dir, "precision_recall.png")
     ap = os.path.join(out_dir, "ap_vs_frequency.png")
     plot_precision_recall(metrics["evaluator"], pr, title=f"{result['model']} on the demo validation split")
     plot_ap_vs_frequency(metrics["per_class_ap"], metrics["class_positive_counts"], ap,
-                         class_names=class_names(vocabulary, info["num_classes"]))
+                         class_names=read_class_names(vocabulary, info["num_classes"]))
     print(f"wrote {pr} and {ap}")
 
 
 def show_examples(run_dir: str, validate: list[str], vocabulary: str, count: int) -> None:
-    from videopool.inference import load_model, run_inference
-    from videopool.inference.predict import class_names
-    from videopool.training.data import make_loader
+    from videopool.inference import read_class_names, run_inference
+    from videopool.models import load_model
 
     if count <= 0:
         return
     model, info = load_model(run_dir)
-    names = class_names(vocabulary, info["num_classes"])
-    loader = make_loader(validate, num_classes=info["num_classes"], batch_size=count, strategy="all",
-                         num_frames=300, shuffle=False, seed=0, workers=0, what="validation data")
-    ids, probabilities, labels = next(run_inference(model, loader))
+    names = read_class_names(vocabulary, info["num_classes"])
+    ids, probabilities, labels = next(run_inference(model, demo_loader(validate, info["num_classes"], count)))
     print("\nexamples (validation):")
     for video_id, p, y in zip(ids, probabilities, labels):
         truth = [names[i] for i in y.nonzero().flatten().tolist()]
@@ -148,3 +147,11 @@ def show_examples(run_dir: str, validate: list[str], vocabulary: str, count: int
         print(f"  {video_id}\n    true:      {'; '.join(truth) or '(none)'}\n    predicted: {'; '.join(predicted)}")
     print("  (* = a true label)")
 
+
+
+def demo_loader(files: list[str], num_classes: int, batch_size: int = 256):
+    """Every real frame of every video, in file order: the deterministic evaluation loader."""
+    from videopool.data.loader import make_loader
+
+    return make_loader(files, num_classes=num_classes, batch_size=batch_size, strategy="all", num_frames=300,
+                       shuffle=False, what="demo data")

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from videopool.cli.options import add_inference_options
+from videopool.cli.options import add_inference_options, inference_loader
 
 
 def add_parser(subparsers) -> None:
@@ -22,39 +22,24 @@ def add_parser(subparsers) -> None:
     p.add_argument("--data", nargs="+", required=True, metavar="GLOB", help="labelled TFRecord files")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--plots", metavar="DIR", help="write precision_recall.png and ap_vs_frequency.png here")
-    p.add_argument("--sampling", choices=["all", "uniform", "random"], default="all",
-                   help="frames fed to the model: all real frames with the mask (default, deterministic), "
-                        "uniform, or random with replacement as the reference code does at test time")
-    p.add_argument("--num-frames", type=int, default=None, help="frames per video (default: the training value)")
-    p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--top-k", type=int, default=20)
     add_inference_options(p)
-    p.add_argument("--seed", type=int, default=0, help="seed of --sampling random")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from videopool.core.precision import resolve_device, resolve_precision
     from videopool.data import RecordError
-    from videopool.inference.evaluation import evaluate
-    from videopool.inference.predict import (
-        CompileError,
-        inference_num_frames,
-        load_model,
-    )
-    from videopool.training.precision import resolve_device, resolve_precision
+    from videopool.inference import CompileError, evaluate
+    from videopool.models import load_model
 
     try:
         device = resolve_device(args.device)
         model, info = load_model(args.checkpoint, device)
-        train_config = info.get("train_config", {})
-        results = evaluate(
-            model, args.data, num_classes=int(info["num_classes"]), batch_size=args.batch_size,
-            sampling=args.sampling,
-            num_frames=inference_num_frames(args.sampling, args.num_frames, train_config.get("num_frames")),
-            precision=resolve_precision(args.precision, device), device=device, workers=args.workers,
-            loss=train_config.get("loss", "bce_sum"), top_k=args.top_k, seed=args.seed, keep_evaluator=True,
-            compile=args.compile,
-        )
+        loader, num_frames = inference_loader(args, info, device)
+        results = evaluate(model, loader, device=device, precision=resolve_precision(args.precision, device),
+                           loss=info.get("train_config", {}).get("loss", "bce_sum"), top_k=args.top_k,
+                           compile=args.compile, num_frames=num_frames, keep_evaluator=True)
     except (ValueError, FileNotFoundError, KeyError, RecordError, CompileError) as err:
         print(f"videopool evaluate: error: {err}", file=sys.stderr)
         return 2

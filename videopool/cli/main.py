@@ -12,12 +12,12 @@ import sys
 COMMANDS = [
     "demo",
     "make_demo_data",
-    "inspect_cmd",
+    "inspect",
     "train",
     "evaluate",
     "predict",
     "export",
-    "models_cmd",
+    "models",
 ]
 
 

@@ -27,7 +27,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from videopool.data.demo import make_demo_data
+    from videopool.demo.dataset import make_demo_data
 
     for flag in ("train_videos", "validate_videos", "test_videos"):
         if getattr(args, flag) < 0:

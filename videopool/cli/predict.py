@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from videopool.cli.options import add_inference_options
+from videopool.cli.options import add_inference_options, inference_loader
 
 
 def add_parser(subparsers) -> None:
@@ -22,25 +22,27 @@ def add_parser(subparsers) -> None:
     p.add_argument("--top-k", type=int, default=20)
     p.add_argument("--with-names", action="store_true", help="add class names (needs --vocabulary)")
     p.add_argument("--vocabulary", metavar="CSV", help="vocabulary.csv of the training label space")
-    p.add_argument("--sampling", choices=["all", "uniform", "random"], default="all",
-                   help="frames fed to the model (see `videopool evaluate --help`)")
-    p.add_argument("--num-frames", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=256)
     add_inference_options(p)
-    p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    from videopool.core.precision import resolve_device, resolve_precision
     from videopool.data import RecordError
-    from videopool.inference.predict import CompileError, write_predictions
+    from videopool.inference import CompileError, read_class_names, write_predictions
+    from videopool.models import load_model
 
     try:
-        count = write_predictions(args.checkpoint, args.data, args.out, top_k=args.top_k,
-                                  vocabulary=args.vocabulary, with_names=args.with_names,
-                                  sampling=args.sampling, num_frames=args.num_frames,
-                                  batch_size=args.batch_size, precision=args.precision, device=args.device,
-                                  workers=args.workers, seed=args.seed, compile=args.compile)
+        if args.with_names and not args.vocabulary:
+            raise ValueError("--with-names needs --vocabulary vocabulary.csv")
+        device = resolve_device(args.device)
+        model, info = load_model(args.checkpoint, device)
+        names = read_class_names(args.vocabulary, int(info["num_classes"])) if args.vocabulary else None
+        loader, num_frames = inference_loader(args, info, device)
+        count = write_predictions(model, loader, args.out, top_k=args.top_k,
+                                  class_names=names if args.with_names else None,
+                                  precision=resolve_precision(args.precision, device), device=device,
+                                  compile=args.compile, num_frames=num_frames)
     except (ValueError, FileNotFoundError, KeyError, RecordError, CompileError) as err:
         print(f"videopool predict: error: {err}", file=sys.stderr)
         return 2

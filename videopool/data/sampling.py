@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STRATEGIES = ("random", "uniform", "sequence", "all")
+FRAME_SELECTIONS = ("random", "uniform", "sequence", "all")
 
 
 @dataclass(frozen=True)
@@ -42,8 +42,8 @@ class FrameSelection:
     num_frames: int = 300
 
     def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"frame selection strategy must be one of {STRATEGIES}, got {self.strategy!r}")
+        if self.strategy not in FRAME_SELECTIONS:
+            raise ValueError(f"frame selection strategy must be one of {FRAME_SELECTIONS}, got {self.strategy!r}")
         if int(self.num_frames) <= 0:
             raise ValueError(f"frame selection num_frames must be positive, got {self.num_frames}")
 

@@ -1,21 +1,31 @@
-"""Inference: one code path shared by ``evaluate``, ``predict`` and in-training validation."""
+"""Inference: the one code path that ``evaluate``, ``predict``, validation inside training and ``export`` share.
 
-from videopool._lazy import lazy_exports
+    from videopool.models import load_model
+    from videopool.inference import evaluate
+    model, info = load_model("runs/gnv")
+    metrics = evaluate(model, loader)        # loader: videopool.data.loader.make_loader(...)
+"""
 
-_EXPORTS = {
-    "load_model": "predict",
-    "run_inference": "predict",
-    "bf16_copy": "predict",
-    "evaluate": "evaluation",
-    "export_model": "export",
-    "load_exported": "export",
-    # submission files (formats.py)
-    "VideoPredictionWriter": "formats",
-    "SegmentSubmissionWriter": "formats",
-    "iter_video_predictions": "formats",
-    "read_video_predictions": "formats",
-    "read_segment_submission": "formats",
-}
+from videopool.inference.evaluation import evaluate
+from videopool.inference.export import ExportError, export_model, load_exported
+from videopool.inference.formats import (
+    SegmentSubmissionWriter,
+    VideoPredictionWriter,
+    iter_video_predictions,
+    read_segment_submission,
+    read_video_predictions,
+)
+from videopool.inference.predict import (
+    CompileError,
+    bf16_copy,
+    inference_num_frames,
+    read_class_names,
+    run_inference,
+    write_predictions,
+)
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "CompileError", "ExportError", "SegmentSubmissionWriter", "VideoPredictionWriter", "bf16_copy", "evaluate",
+    "export_model", "inference_num_frames", "iter_video_predictions", "load_exported", "read_class_names",
+    "read_segment_submission", "read_video_predictions", "run_inference", "write_predictions",
+]  # fmt: skip

@@ -18,6 +18,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from videopool.inference.predict import bf16_copy
+from videopool.models.checkpoint import load_model
+
 METADATA_FILE = "videopool.json"
 
 
@@ -30,8 +33,6 @@ def export_model(checkpoint: str, out: str, *, precision: str = "fp32") -> dict[
 
     ``precision`` ``"bf16"`` exports the bf16 copy (inputs must then be bf16). Returns the metadata written.
     """
-    from videopool.inference.predict import bf16_copy, load_model
-
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"export precision must be 'fp32' or 'bf16', got {precision!r}")
     model, info = load_model(checkpoint, "cpu")

@@ -1,4 +1,4 @@
-"""The one inference path: load a checkpoint, run a model over a loader, yield scores.
+"""The one inference path: run a model over a loader, yield scores.
 
 ``videopool evaluate``, ``videopool predict`` and the validation inside training all go
 through :func:`run_inference`, so the three can never disagree on preprocessing,
@@ -27,25 +27,9 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from videopool.training.checkpoint import find_checkpoint, load_weights_into, read_info
+from videopool.data import read_vocabulary
+from videopool.inference.formats import VideoPredictionWriter
 
-
-def load_model(checkpoint_or_run_dir: str, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model stored in a checkpoint (or a run directory's best/last) and load its weights.
-
-    Returns ``(model in eval mode, info)`` where ``info`` is the checkpoint's metadata
-    (``model_config``, ``train_config``, ``num_classes``, ``step``...).
-    """
-    from videopool.models import model_from_config_dict
-
-    path = find_checkpoint(checkpoint_or_run_dir)
-    info = read_info(path)
-    if "model_config" not in info:
-        raise ValueError(f"checkpoint {path!r} stores no model_config; cannot rebuild the model")
-    model = model_from_config_dict(info["model_config"])
-    load_weights_into(model, path)
-    info["path"] = path
-    return model.to(device).eval(), info
 
 
 def bf16_copy(model: nn.Module) -> nn.Module:
@@ -131,39 +115,20 @@ def inference_num_frames(sampling: str, requested: int | None, trained: int | No
     return int(trained or MAX_FRAMES)
 
 
-def write_predictions(checkpoint: str, data, out: str, *, top_k: int = 20, vocabulary: str | None = None,
-                      with_names: bool = False, sampling: str = "all", num_frames: int | None = None,
-                      batch_size: int = 256, precision: str = "fp32", device: str = "auto", workers: int | None = None,
-                      seed: int = 0, compile: bool = False) -> int:
-    """Write the Kaggle CSV (``VideoId,LabelConfidencePairs``) of ``checkpoint`` on ``data``;
-    returns the number of videos. ``with_names`` adds a class-name column from ``vocabulary``."""
-    from videopool.inference.formats import VideoPredictionWriter
-    from videopool.training.data import make_loader, resolve_workers
-    from videopool.training.precision import resolve_device, resolve_precision
-
-    device = resolve_device(device)
-    model, info = load_model(checkpoint, device)
-    num_classes = int(info["num_classes"])
-    names = None
-    if with_names or vocabulary:
-        if not vocabulary:
-            raise ValueError("--with-names needs --vocabulary vocabulary.csv")
-        names = class_names(vocabulary, num_classes)
-    num_frames = inference_num_frames(sampling, num_frames, info.get("train_config", {}).get("num_frames"))
-    loader = make_loader(data, num_classes=num_classes, batch_size=batch_size, strategy=sampling,
-                         num_frames=num_frames, shuffle=False, seed=seed, workers=resolve_workers(workers, device),
-                         what="--data")
-    precision = resolve_precision(precision, device)
-    with VideoPredictionWriter(out, top_k=top_k, class_names=names if with_names else None) as writer:
+def write_predictions(model: nn.Module, loader, out: str, *, top_k: int = 20, class_names: list[str] | None = None,
+                      precision: str = "fp32", device: str | torch.device | None = None, compile: bool = False,
+                      num_frames: int | None = None) -> int:
+    """Write the Kaggle CSV (``VideoId,LabelConfidencePairs``) of ``model`` over ``loader``; returns the number
+    of videos. ``class_names`` adds a ``LabelNames`` column."""
+    with VideoPredictionWriter(out, top_k=top_k, class_names=class_names) as writer:
         for ids, probabilities, _ in run_inference(model, loader, precision=precision, device=device,
                                                    compile=compile, num_frames=num_frames):
             writer.write_batch(ids, probabilities)
     return writer.num_rows
 
 
-def class_names(path: str, num_classes: int) -> list[str]:
-    from videopool.data import read_vocabulary
-
+def read_class_names(path: str, num_classes: int) -> list[str]:
+    """The names of classes ``0..num_classes-1`` from a vocabulary CSV that must cover exactly those ids."""
     vocabulary = read_vocabulary(path)
     if vocabulary.num_classes != num_classes:
         raise ValueError(f"vocabulary {path!r} covers class ids 0..{vocabulary.num_classes - 1} but the model "

@@ -1,36 +1,45 @@
-"""Models: the :class:`VideoClassifier`, its configuration dataclasses and the named-config registry.
+"""Models: the :class:`VideoClassifier`, its configuration, the named-config registry and checkpoints.
 
-    from videopool.models import create_model, list_models
+    from videopool.models import create_model, list_models, load_model
     model = create_model("gated_netvlad_256_small", num_classes=20)
+    model, info = load_model("runs/gnv")        # a run directory or a .safetensors checkpoint
 """
 
-from videopool._lazy import lazy_exports
+from videopool.core.schema import ConfigError
+from videopool.models.checkpoint import find_checkpoint, load_model, load_weights_into, read_info, save_weights
+from videopool.models.classifier import VideoClassifier
+from videopool.models.config import (
+    ClassifierConfig,
+    FusionConfig,
+    GatingConfig,
+    HiddenConfig,
+    ModelConfig,
+    PoolingConfig,
+    Recipe,
+)
+from videopool.models.losses import LOSSES, binary_cross_entropy_on_probabilities, binary_cross_entropy_per_video
+from videopool.models.overrides import apply_overrides
+from videopool.models.registry import (
+    NamedConfig,
+    UnknownModelError,
+    count_parameters,
+    create_model,
+    get_model_config,
+    get_named_config,
+    get_recipe,
+    list_models,
+    load_config_file,
+    model_from_config_dict,
+    register_config,
+    resolve_config,
+)
 
-_EXPORTS = {
-    "VideoClassifier": "classifier",
-    "HiddenLayer": "classifier",
-    "ModelConfig": "config",
-    "PoolingConfig": "config",
-    "FusionConfig": "config",
-    "HiddenConfig": "config",
-    "GatingConfig": "config",
-    "ClassifierConfig": "config",
-    "Recipe": "config",
-    "ConfigError": "config",
-    "apply_overrides": "overrides",
-    "create_model": "registry",
-    "list_models": "registry",
-    "get_model_config": "registry",
-    "get_named_config": "registry",
-    "get_recipe": "registry",
-    "load_config_file": "registry",
-    "model_from_config_dict": "registry",
-    "register_config": "registry",
-    "resolve_config": "registry",
-    "count_parameters": "registry",
-    "NamedConfig": "registry",
-    "UnknownModelError": "registry",
-}
 
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "LOSSES", "ClassifierConfig", "ConfigError", "FusionConfig", "GatingConfig", "HiddenConfig", "ModelConfig",
+    "NamedConfig", "PoolingConfig", "UnknownModelError", "VideoClassifier", "apply_overrides",
+    "binary_cross_entropy_on_probabilities", "binary_cross_entropy_per_video", "count_parameters", "create_model",
+    "find_checkpoint", "get_model_config", "get_named_config", "get_recipe", "list_models", "load_config_file",
+    "load_model", "load_weights_into", "model_from_config_dict", "read_info", "register_config", "resolve_config",
+    "save_weights",
+]  # fmt: skip

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from videopool.layers.affine import FrameAffine
-from videopool.layers.classifiers import LogisticClassifier, MoEClassifier
+from videopool.layers.heads import LogisticClassifier, MoEClassifier
 from videopool.layers.fusion import ConcatFusion, FCConcatFusion, MFBFusion
 from videopool.layers.gating import BN_EPS, BN_MOMENTUM, ContextGating, GatedLinearUnit
 from videopool.layers.norm import MaskedBatchNorm1d

@@ -12,7 +12,8 @@ import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-from videopool.models.parsing import ConfigError, build_dataclass, closest_hint
+from videopool.core.schema import ConfigError, closest_hint
+from videopool.core.schema import parse_dataclass as build_dataclass
 
 __all__ = [
     "ACTIVATIONS", "ClassifierConfig", "ConfigError", "FusionConfig", "GatingConfig", "HiddenConfig",

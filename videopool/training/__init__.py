@@ -1,35 +1,20 @@
-"""Training: the loop, checkpoints, optimizer recipe, precision and torchrun support.
+"""Training: the loop, the optimisation step, the training configuration and precise batch norm.
 
-    from videopool.training import build_config, train
-    config = build_config("gated_netvlad_256_small", None, {"train_data": ["d/train-*.tfrecord"], "max_steps": 100}, "runs/x")
-    train(config, num_classes=3862)
+    from videopool.training import build_config, num_classes_for, train
+    config = build_config("gated_netvlad_256_small", None, {"train_data": ["d/train-*.tfrecord"], "max_steps": 100},
+                          "runs/x")
+    train(config, num_classes_for(config))
 """
 
-from videopool._lazy import lazy_exports
+from videopool.training.api import build_config, num_classes_for, train_named_model
+from videopool.training.batch_norm import recompute_batch_norm
+from videopool.training.config import TrainConfig, parse_set_arguments
+from videopool.training.loop import Trainer, train
+from videopool.training.optim import BF16MasterWeights, clip_gradients, create_adam, staircase_learning_rate
+from videopool.training.step import NonFiniteLossError, TrainStep
 
-_EXPORTS = {
-    "TrainConfig": "config",
-    "resolve_train_config": "config",
-    "parse_set_arguments": "config",
-    "build_config": "api",
-    "num_classes_for": "api",
-    "train_named_model": "api",
-    "train": "loop",
-    "evaluate": "loop",
-    "Trainer": "loop",
-    "NonFiniteLossError": "loop",
-    "binary_cross_entropy_on_probabilities": "losses",
-    "staircase_learning_rate": "optim",
-    "clip_gradients": "optim",
-    "create_adam": "optim",
-    "BF16MasterWeights": "optim",
-    "resolve_precision": "precision",
-    "tune_malloc": "malloc",
-    "save_weights": "checkpoint",
-    "load_weights_into": "checkpoint",
-    "read_info": "checkpoint",
-    "atomic_path": "checkpoint",
-}
-
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "BF16MasterWeights", "NonFiniteLossError", "TrainConfig", "TrainStep", "Trainer", "build_config",
+    "clip_gradients", "create_adam", "num_classes_for", "parse_set_arguments", "recompute_batch_norm",
+    "staircase_learning_rate", "train", "train_named_model",
+]  # fmt: skip

@@ -52,7 +52,7 @@ class TrainConfig:
     eval_sampling: str = "all"  # frames used in validation: all (masked) | uniform | random
     eval_batch_size: int | None = None
     # execution
-    precision: str = "auto"  # auto | bf16 | fp32 (see videopool.training.precision)
+    precision: str = "auto"  # auto | bf16 | fp32 (see videopool.core.precision)
     bf16_scheme: str = "master_weights"  # master_weights | autocast
     bf16_master_min_numel: int = 1 << 20  # weight matrices this large are held in bf16 (master_weights)
     device: str = "auto"

@@ -25,23 +25,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from videopool.inference.evaluation import evaluate
-from videopool.inference.predict import inference_num_frames
-from videopool.training import checkpoint as ckpt
+from videopool.core.distributed import all_ranks_have_data, gather_objects, init_distributed, shutdown_distributed
+from videopool.core.files import link_atomically
+from videopool.core.malloc import tune_malloc
+from videopool.core.precision import autocast, resolve_device, resolve_precision
+from videopool.core.rng import rng_state, seed_everything, set_rng_state
+from videopool.data.loader import make_loader, resolve_workers, set_loader_epoch
+from videopool.inference import evaluate, inference_num_frames
+from videopool.models import checkpoint as ckpt
+from videopool.models import create_model
 from videopool.training.batch_norm import batch_norm_layers, recompute_batch_norm
 from videopool.training.config import TrainConfig, save_yaml
-from videopool.training.data import make_loader, resolve_workers, seed_everything, set_loader_epoch
-from videopool.training.distributed import (
-    all_ranks_have_data,
-    gather_objects,
-    init_distributed,
-    shutdown_distributed,
-)
-from videopool.training.logging import RunLogger
-from videopool.training.malloc import tune_malloc
 from videopool.training.optim import staircase_learning_rate
-from videopool.training.precision import autocast, resolve_device, resolve_precision
-from videopool.training.step import NonFiniteLossError, TrainStep
+from videopool.training.resume import load_resume, save_resume
+from videopool.training.run_log import RunLogger
+from videopool.training.step import NonFiniteLossError, TrainStep, prepare_bf16
 
 
 @dataclass
@@ -65,33 +63,32 @@ class Trainer:
         self.precision = resolve_precision(config.precision, self.device)
         self.workers = resolve_workers(config.workers, self.device)
         self.state = TrainState()
-        self.last_ids: list[str] = []
         self.run_dir = config.out
         seed_everything(config.seed)
 
-        from videopool.models import create_model
-
         self.model = create_model(config.model, num_classes=num_classes, **config.model_overrides)
-        resume_state = None
-        if resume:
-            resume_state = self._load_resume()
+        resume_state = self._load_resume() if resume else None
         self.model.to(self.device).train()
+        master = prepare_bf16(self.model, self.precision, config.bf16_scheme, config.bf16_master_min_numel)
+        module = self.model
+        if self.ctx.enabled:
+            module = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         self.step_fn = TrainStep(
-            self.model, precision=self.precision, device=self.device, learning_rate=config.learning_rate,
+            module, precision=self.precision, device=self.device, learning_rate=config.learning_rate, master=master,
             clip_gradient_norm=config.clip_gradient_norm, clip_mode=config.clip_mode, loss=config.loss,
-            regularization_penalty=config.regularization_penalty, bf16_scheme=config.bf16_scheme,
-            bf16_master_min_numel=config.bf16_master_min_numel,
-            adam_betas=tuple(config.adam_betas), adam_epsilon=config.adam_epsilon)
+            regularization_penalty=config.regularization_penalty, adam_betas=tuple(config.adam_betas),
+            adam_epsilon=config.adam_epsilon)
         self.optimizer = self.step_fn.optimizer
-        self.pending_rng = None
+        self.pending_rng = None  # restored once the data iterator exists (see train_one_epoch)
         if resume_state is not None:
             self.optimizer.load_state_dict(resume_state["optimizer"])
             rng = resume_state["rng"]
-            self.pending_rng = rng[self.ctx.rank % len(rng)]  # restored once the data iterator exists
-        if self.ctx.enabled:
-            self.step_fn.forward_model = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
-            self.step_fn.distributed = True
+            self.pending_rng = rng[self.ctx.rank % len(rng)]
+        self.last_lr = config.learning_rate
+        self.last_ids: list[str] = []
+        self.last_metrics: dict[str, Any] | None = None
+        self.last_validated_step = -1
         self.logger = RunLogger(self.run_dir, enabled=self.ctx.is_main)
         if self.ctx.is_main:
             os.makedirs(os.path.join(self.run_dir, "checkpoints"), exist_ok=True)
@@ -102,7 +99,7 @@ class Trainer:
     # --- checkpoints -------------------------------------------------------------
 
     def _load_resume(self) -> dict[str, Any]:
-        resume_state = ckpt.load_resume(os.path.join(self.run_dir, "resume.pt"))
+        resume_state = load_resume(os.path.join(self.run_dir, "resume.pt"))
         step = resume_state["state"]["step"]
         weights = os.path.join(self.run_dir, "last.safetensors")
         if not os.path.isfile(weights) or ckpt.read_info(weights).get("step") != step:
@@ -128,22 +125,22 @@ class Trainer:
     def save(self, best: bool = False, metrics: dict[str, Any] | None = None) -> None:
         """Write step-N, last (+ best) weights and the resume file; rank 0 writes, all ranks gather RNG."""
         self._check_finite_weights()
-        rng = gather_objects(ckpt.rng_state(), self.ctx)
+        rng = gather_objects(rng_state(), self.ctx)
         if not self.ctx.is_main:
             return
         step_path = os.path.join(self.run_dir, "checkpoints", f"step-{self.state.step:06d}.safetensors")
         if self.state.last_saved_step != self.state.step or not os.path.exists(step_path):
             ckpt.save_weights(step_path, self.step_fn.state_dict_fp32(), self.info(metrics))
             self.state.last_saved_step = self.state.step
-            _link_atomically(step_path, os.path.join(self.run_dir, "last.safetensors"))
-            ckpt.save_resume(os.path.join(self.run_dir, "resume.pt"), {
+            link_atomically(step_path, os.path.join(self.run_dir, "last.safetensors"))
+            save_resume(os.path.join(self.run_dir, "resume.pt"), {
                 "state": vars(self.state).copy(),
                 "optimizer": self.optimizer.state_dict(),
                 "rng": rng,
             })
             self._prune_step_files()
         if best:
-            _link_atomically(step_path, os.path.join(self.run_dir, "best.safetensors"))
+            link_atomically(step_path, os.path.join(self.run_dir, "best.safetensors"))
 
     def _check_finite_weights(self) -> None:
         # A huge step can overflow a weight while the ε-guarded loss stays finite; never save that.
@@ -167,8 +164,7 @@ class Trainer:
         loader = make_loader(c.train_data, num_classes=self.num_classes, batch_size=c.batch_size,
                              strategy=c.frame_selection, num_frames=c.num_frames, shuffle=True,
                              seed=c.seed, epoch=epoch, workers=self.workers, rank=self.ctx.rank,
-                             world_size=self.ctx.world_size, pin_memory=self.device.type == "cuda",
-                             what="--train-data")
+                             world_size=self.ctx.world_size, device=self.device, what="--train-data")
         set_loader_epoch(loader, epoch)
         return loader
 
@@ -202,7 +198,7 @@ class Trainer:
         if self.pending_rng is not None:
             # Creating a DataLoader iterator draws from torch's RNG: restore the saved state after it,
             # so dropout etc. continue exactly where the interrupted run left off.
-            ckpt.set_rng_state(self.pending_rng)
+            set_rng_state(self.pending_rng)
             self.pending_rng = None
         index = 0
         while True:
@@ -233,21 +229,23 @@ class Trainer:
         return True
 
     def validate(self) -> dict[str, Any] | None:
-        if not self.config.val_data:
+        c = self.config
+        if not c.val_data:
             return None
-        return evaluate(self.model, self.config.val_data, num_classes=self.num_classes,
-                        batch_size=self.config.eval_batch_size or self.config.batch_size,
-                        sampling=self.config.eval_sampling,
-                        num_frames=inference_num_frames(self.config.eval_sampling, None, self.config.num_frames),
-                        precision=self.precision, device=self.device, ctx=self.ctx,
-                        workers=self.workers, loss=self.config.loss, seed=self.config.seed)
+        num_frames = inference_num_frames(c.eval_sampling, None, c.num_frames)
+        loader = make_loader(c.val_data, num_classes=self.num_classes, batch_size=c.eval_batch_size or c.batch_size,
+                             strategy=c.eval_sampling, num_frames=num_frames, shuffle=False, seed=c.seed,
+                             workers=self.workers, rank=self.ctx.rank, world_size=self.ctx.world_size,
+                             device=self.device, what="--val-data")
+        return evaluate(self.model, loader, device=self.device, precision=self.precision, loss=c.loss, ctx=self.ctx,
+                        num_frames=num_frames)
 
     def refresh_batch_norm(self) -> None:
         """Precise BN before validating/saving (see :mod:`videopool.training.batch_norm`)."""
         wanted = self.config.bn_recompute_batches
         if wanted <= 0 or not batch_norm_layers(self.model):
             return
-        rng = ckpt.rng_state()  # the extra loader must not shift the training run's random stream
+        rng = rng_state()  # the extra loader must not shift the training run's random stream
         batches = itertools.islice(self.train_loader(self.state.epoch + 7919), wanted)
 
         def forward(batch) -> None:
@@ -260,7 +258,7 @@ class Trainer:
             for layer in batch_norm_layers(self.model):
                 torch.distributed.broadcast(layer.running_mean, 0)
                 torch.distributed.broadcast(layer.running_var, 0)
-        ckpt.set_rng_state(rng)
+        set_rng_state(rng)
 
     def validate_and_save(self) -> dict[str, Any] | None:
         self.refresh_batch_norm()
@@ -285,7 +283,6 @@ class Trainer:
             from tqdm import tqdm
 
             progress = tqdm(total=c.max_steps, initial=self.state.step, unit="step", dynamic_ncols=True)
-        self.last_metrics, self.last_validated_step = None, -1
         try:
             while c.epochs is None or self.state.epoch < c.epochs:
                 more = self.train_one_epoch(self.state.epoch, progress)
@@ -308,18 +305,6 @@ class Trainer:
             self.logger.close()
         return {"step": self.state.step, "examples_seen": self.state.examples_seen,
                 "epoch": self.state.epoch, "metrics": self.last_metrics, "run_dir": self.run_dir}
-
-
-def _link_atomically(source: str, target: str) -> None:
-    """Make ``target`` name the same file as ``source`` (hard link, copy where links fail), atomically."""
-    import shutil
-
-    with ckpt.atomic_path(target) as tmp:
-        os.unlink(tmp)
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copyfile(source, tmp)
 
 
 def train(config: TrainConfig, num_classes: int, resume: bool = False) -> dict[str, Any]:

@@ -4,42 +4,50 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from videopool.training.losses import binary_cross_entropy_on_probabilities
+from videopool.core.precision import autocast
+from videopool.models.losses import binary_cross_entropy_on_probabilities
 from videopool.training.optim import BF16MasterWeights, clip_gradients, create_adam, set_learning_rate
-from videopool.training.precision import autocast
+
+BF16_SCHEMES = ("master_weights", "autocast")
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stopped without applying the step."""
 
 
+def prepare_bf16(model: nn.Module, precision: str, scheme: str, min_numel: int = 1 << 20) -> BF16MasterWeights | None:
+    """Hold the large weight matrices of ``model`` in bf16 with fp32 masters (scheme ``master_weights``) when
+    training in bf16; None otherwise. Call it before wrapping the model in DDP, which fixes parameter dtypes."""
+    if scheme not in BF16_SCHEMES:
+        raise ValueError(f"bf16_scheme must be one of {list(BF16_SCHEMES)}, got {scheme!r}")
+    if precision == "bf16" and scheme == "master_weights":
+        return BF16MasterWeights(model, min_numel)
+    return None
+
+
 class TrainStep:
     """forward → loss (+ regularization) → backward → clip → Adam, in fp32 or bf16.
 
-    bf16 schemes: ``"master_weights"`` (default; large weight matrices held in bf16, fp32
-    masters in Adam, see :class:`BF16MasterWeights`) or ``"autocast"`` (fp32 weights,
-    bf16 matmuls). ``forward_model`` is what gets called (the DDP wrapper under torchrun);
-    ``model`` is the bare module (for ``regularization_loss`` and checkpoints).
+    ``module`` is what runs the forward pass: the model, or its ``DistributedDataParallel`` wrapper under torchrun
+    (then a non-finite loss on any rank stops every rank). ``master`` holds the fp32 masters of bf16 weights
+    (:func:`prepare_bf16`); without it bf16 runs as plain autocast over fp32 weights.
     """
 
-    def __init__(self, model: nn.Module, *, precision: str, device: torch.device, learning_rate: float,
-                 clip_gradient_norm: float = 1.0, clip_mode: str = "per_tensor", loss: str = "bce_sum",
-                 regularization_penalty: float = 1.0, bf16_scheme: str = "master_weights",
-                 bf16_master_min_numel: int = 1 << 20,
+    def __init__(self, module: nn.Module, *, precision: str, device: torch.device, learning_rate: float,
+                 master: BF16MasterWeights | None = None, clip_gradient_norm: float = 1.0,
+                 clip_mode: str = "per_tensor", loss: str = "bce_sum", regularization_penalty: float = 1.0,
                  adam_betas: tuple[float, float] = (0.9, 0.999), adam_epsilon: float = 1e-8) -> None:
-        if bf16_scheme not in ("master_weights", "autocast"):
-            raise ValueError(f"bf16_scheme must be 'master_weights' or 'autocast', got {bf16_scheme!r}")
-        self.model = model
-        self.forward_model: nn.Module = model
+        self.module = module
+        self.distributed = isinstance(module, DistributedDataParallel)
+        self.model: nn.Module = module.module if self.distributed else module
         self.precision, self.device = precision, device
+        self.master = master
         self.clip_gradient_norm, self.clip_mode = clip_gradient_norm, clip_mode
         self.loss_name, self.regularization_penalty = loss, regularization_penalty
-        self.master = (BF16MasterWeights(model, bf16_master_min_numel)
-                       if precision == "bf16" and bf16_scheme == "master_weights" else None)
-        self.params = self.master.optimizer_params() if self.master else [p for p in model.parameters() if p.requires_grad]
+        self.params = master.optimizer_params() if master else [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = create_adam(self.params, learning_rate, adam_betas, adam_epsilon)
-        self.distributed = False
 
     def state_dict_fp32(self) -> dict[str, torch.Tensor]:
         """Model weights with fp32 masters in place of bf16 copies (what checkpoints store)."""
@@ -52,7 +60,7 @@ class TrainStep:
         if lr is not None:
             set_learning_rate(self.optimizer, lr)
         with autocast(self.device, self.precision):
-            probabilities = self.forward_model(frames, mask)
+            probabilities = self.module(frames, mask)
         loss = binary_cross_entropy_on_probabilities(probabilities, labels, self.loss_name)
         if self.regularization_penalty:
             loss = loss + self.regularization_penalty * self.model.regularization_loss()

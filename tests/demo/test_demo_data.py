@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from videopool.cli.main import main as cli_main
-from videopool.data.demo import generate_video, make_demo_data, rate_segments
-from videopool.data.demo_model import DemoConfig, DemoWorld
+from videopool.demo.dataset import generate_video, make_demo_data, rate_segments
+from videopool.demo.world import DemoConfig, DemoWorld
 from videopool.data.io import iter_videos
 from videopool.data.schema import dequantize
 from videopool.data.vocabulary import VOCABULARY_COLUMNS

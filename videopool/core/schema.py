@@ -1,4 +1,7 @@
-"""Strict parsing of plain dicts (from YAML or checkpoints) into configuration dataclasses."""
+"""Strict parsing of plain dicts (from YAML, checkpoints or ``--set``) into configuration dataclasses.
+
+The one parser of every configuration videopool has (model, training): unknown keys, wrong types and values
+outside a field's choices are errors naming the key, the value and what is allowed."""
 
 from __future__ import annotations
 
@@ -19,7 +22,14 @@ def closest_hint(word: str, choices: typing.Iterable[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def build_dataclass(cls: type, data: Any, source: str, path: str = "") -> Any:
+def check_choice(path: str, value: object, choices: typing.Iterable[str]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices`` (the message lists them)."""
+    choices = tuple(choices)
+    if value not in choices:
+        raise ConfigError(f"{path} = {value!r} is not one of {list(choices)}{closest_hint(str(value), choices)}")
+
+
+def parse_dataclass(cls: type, data: Any, source: str, path: str = "") -> Any:
     """Instantiate dataclass ``cls`` from a mapping, recursing into nested dataclass fields.
 
     Raises :class:`ConfigError` naming ``source`` and the dotted key for unknown keys (with the closest
@@ -37,7 +47,7 @@ def build_dataclass(cls: type, data: Any, source: str, path: str = "") -> Any:
             raise ConfigError(f"{source}: unknown key {dotted!r}{closest_hint(key, names)} (valid: {', '.join(names)})")
         kind = hints[key]
         if is_dataclass(kind):
-            kwargs[key] = build_dataclass(kind, value, source, dotted)
+            kwargs[key] = parse_dataclass(kind, value, source, dotted)
         else:
             kwargs[key] = _coerce(value, kind, f"{source}: {dotted}")
     try:

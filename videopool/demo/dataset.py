@@ -13,7 +13,7 @@ files on the same platform), into ``out_dir``:
 
 Videos are generated and written one at a time (each from its own seeded generator), so
 memory does not grow with the number of videos. The generative model is in
-:mod:`videopool.data.demo_model` and documented in ``docs/demo-data.md``.
+:mod:`videopool.demo.world` and documented in ``docs/demo-data.md``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from videopool.data.demo_model import SEGMENT_FRAMES, DemoConfig, DemoVideo, DemoWorld
+from videopool.demo.world import SEGMENT_FRAMES, DemoConfig, DemoVideo, DemoWorld
 from videopool.data.io import write_videos
 from videopool.data.schema import Schema
 from videopool.data.video import SegmentAnnotations, Video
@@ -214,7 +214,7 @@ def _manifest(world: DemoWorld, seed: int, videos_per_shard: int, stats: dict) -
     for class_id in range(world.config.num_classes):
         by_mechanism.setdefault(world.mechanism(class_id), []).append(class_id)
     return {
-        "generator": "videopool.data.demo (see docs/demo-data.md)",
+        "generator": "videopool.demo.dataset (see docs/demo-data.md)",
         "format": "YouTube-8M frame level: SequenceExample with id, labels, rgb (1024 B/frame), audio (128 B/frame)",
         "seed": seed,
         "videos_per_shard": videos_per_shard,

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from videopool.data.demo_names import VERTICALS, leaf_name
+from videopool.demo.names import VERTICALS, leaf_name
 
 MECHANISMS = ("visual", "audio", "distribution", "conjunction")
 # Mechanism of the leaf of frequency rank r is _MECHANISM_CYCLE[r % 20]: 6 visual, 4 audio,

@@ -1,4 +1,4 @@
-"""Checkpoints: safetensors weights with the full run config inside, plus a resume file.
+"""Model checkpoints: safetensors weights with the full model (and run) configuration inside.
 
 Run directory::
 
@@ -6,7 +6,7 @@ Run directory::
     RUN/checkpoints/step-000100.safetensors
     RUN/last.safetensors                 latest weights
     RUN/best.safetensors                 best validation GAP so far
-    RUN/resume.pt                        optimizer, step, examples seen, RNG states, data position
+    RUN/resume.pt                        optimizer and loop state (videopool.training.resume)
     RUN/metrics.jsonl, RUN/tb/           logs
 
 Every file is written to a temporary name in the same folder and moved into place with
@@ -18,34 +18,18 @@ key ``"videopool"`` holds JSON: ``model_config``, ``train_config``, ``num_classe
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import random
-import tempfile
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from videopool.core.files import atomic_path
+
 METADATA_KEY = "videopool"
-
-
-@contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; on success move it over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_weights(path: str, state_dict: dict[str, torch.Tensor], info: dict[str, Any]) -> None:
@@ -124,35 +108,6 @@ def _config_dict(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps(config.to_dict(), default=_json_default))
 
 
-# --- resume state -------------------------------------------------------------------
-
-def rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_resume(path: str, state: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
-
-
-def load_resume(path: str) -> dict[str, Any]:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"cannot resume: {path!r} does not exist (was the run started with this --out?)")
-    # Our own file: optimizer tensors plus python/numpy RNG tuples.
-    return torch.load(path, map_location="cpu", weights_only=False)
-
-
 def find_checkpoint(path: str) -> str:
     """A checkpoint file from a run directory (best, then last) or the file itself."""
     if os.path.isdir(path):
@@ -164,3 +119,21 @@ def find_checkpoint(path: str) -> str:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r} does not exist")
     return path
+
+
+def load_model(checkpoint_or_run_dir: str, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Rebuild the model stored in a checkpoint (or a run directory's best/last) and load its weights.
+
+    Returns ``(model in eval mode, info)`` where ``info`` is the checkpoint's metadata
+    (``model_config``, ``train_config``, ``num_classes``, ``step``...) plus ``path``.
+    """
+    from videopool.models.registry import model_from_config_dict
+
+    path = find_checkpoint(checkpoint_or_run_dir)
+    info = read_info(path)
+    if "model_config" not in info:
+        raise ValueError(f"checkpoint {path!r} stores no model_config; cannot rebuild the model")
+    model = model_from_config_dict(info["model_config"])
+    load_weights_into(model, path)
+    info["path"] = path
+    return model.to(device).eval(), info

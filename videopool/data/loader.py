@@ -1,4 +1,4 @@
-"""DataLoaders over TFRecord globs for training and evaluation (one place for both)."""
+"""``make_loader``: the DataLoader over TFRecord globs that training, evaluation and prediction all use."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from typing import Sequence
 
 import torch
 from torch.utils.data import DataLoader
+
+from videopool.data.collate import collate_videos
+from videopool.data.dataset import VideoIterableDataset
+from videopool.data.sampling import FrameSelection
 
 
 def expand_patterns(patterns: Sequence[str] | str, what: str = "data") -> list[str]:
@@ -52,17 +56,15 @@ def make_loader(
     workers: int | None = None,
     rank: int | None = None,
     world_size: int | None = None,
-    pin_memory: bool = False,
+    device: torch.device | str = "cpu",
     what: str = "data",
 ) -> DataLoader:
     """A DataLoader of :class:`~videopool.data.VideoBatch` over ``patterns``.
 
     The dataset shards its files/records over ranks and loader workers itself, so
     every video is read exactly once per epoch across the whole job. ``workers=None`` picks the
-    default for a CPU run (:func:`resolve_workers`).
+    default for ``device`` (:func:`resolve_workers`); batches are pinned for CUDA.
     """
-    from videopool.data import FrameSelection, VideoIterableDataset, collate_videos
-
     dataset = VideoIterableDataset(
         expand_patterns(patterns, what),
         num_classes=num_classes,
@@ -74,13 +76,13 @@ def make_loader(
         world_size=world_size,
         dequantize=False,  # uint8 through the workers (4x fewer bytes); collate_videos dequantizes per batch
     )
-    workers = resolve_workers(workers)
+    workers = resolve_workers(workers, device)
     return DataLoader(
         dataset,
         batch_size=batch_size,
         collate_fn=collate_videos,
         num_workers=workers,
-        pin_memory=pin_memory,
+        pin_memory=torch.device(device).type == "cuda",
         # one batch ahead per worker: parsing shares the CPU with training (perf.md finding 6)
         prefetch_factor=2 if workers > 0 else None,
         persistent_workers=False,  # so each epoch's set_epoch reaches the workers
@@ -91,13 +93,3 @@ def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
     dataset = loader.dataset
     if hasattr(dataset, "set_epoch"):
         dataset.set_epoch(epoch)
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
