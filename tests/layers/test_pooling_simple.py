@@ -4,7 +4,15 @@ import numpy as np
 import torch
 
 from tests.layers import reference as ref
-from videopool.layers import AveragePooling, MaxPooling
+from videopool.layers import SimplePooling, create_pooling
+
+
+def AveragePooling(size):
+    return SimplePooling(size, "mean")
+
+
+def MaxPooling(size):
+    return SimplePooling(size, "max")
 
 
 def _data(seed=0):
@@ -34,3 +42,9 @@ def test_video_without_frames_gives_zero_and_no_mask_means_all_frames():
         assert torch.equal(out[1], torch.zeros(2))
         torch.testing.assert_close(out[0], layer(frames[:1])[0])
     assert AveragePooling(2).output_size == 2 and MaxPooling(7).output_size == 7
+
+
+def test_average_and_max_are_one_class_registered_twice():
+    assert create_pooling("average", feature_size=3).statistic == "mean"
+    assert create_pooling("max", feature_size=3).statistic == "max"
+    assert type(create_pooling("average", feature_size=3)) is type(create_pooling("max", feature_size=3))

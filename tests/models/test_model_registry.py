@@ -75,7 +75,7 @@ def test_unknown_model_name_suggests_the_closest():
 def test_create_model_overrides_and_unknown_override():
     model = create_model("gated_netvlad_256", num_classes=200, cluster_size=16, **{"hidden.size": 64}, device="meta")
     assert model.config.num_classes == 200 and model.output_size == 200
-    assert model.poolings["rgb"].cluster_size == 16 and model.poolings["audio"].cluster_size == 8
+    assert model.poolings["rgb"].pooling.cluster_size == 16 and model.poolings["audio"].pooling.cluster_size == 8
     assert model.hidden.output_size == 64
     assert create_model("gated_netvlad_256_small", num_classes=None, device="meta").config.num_classes == 3862
     with pytest.raises(ConfigError, match="did you mean 'num_classes'"):
@@ -123,7 +123,7 @@ def test_register_config_adds_the_name_and_its_small_twin():
     named = NamedConfig(name="my_netvlad", model=base.model, recipe=base.recipe, small_overrides={"cluster_size": 4})
     try:
         register_config(named)
-        assert create_model("my_netvlad_small", device="meta").poolings["audio"].cluster_size == 2
+        assert create_model("my_netvlad_small", device="meta").poolings["audio"].pooling.cluster_size == 2
         with pytest.raises(ValueError, match="already registered"):
             register_config(named)
     finally:

@@ -7,8 +7,7 @@ import torch
 
 from videopool.layers import GatedSoftDBoW, SoftDBoW
 from videopool.models import ConfigError, ModelConfig, VideoClassifier, create_model
-from videopool.models.classifier import HiddenLayer
-from videopool.models.config import HiddenConfig
+from videopool.layers import HiddenLayer
 
 
 def _config(**sections):
@@ -47,13 +46,13 @@ def test_late_pipeline_runs_its_parts_in_order():
     )
     torch.manual_seed(0)
     model = VideoClassifier(config).eval()
-    assert model.poolings["rgb"].cluster_size == 4 and model.poolings["audio"].cluster_size == 2
+    assert model.poolings["rgb"].pooling.cluster_size == 4 and model.poolings["audio"].pooling.cluster_size == 2
     frames = {"rgb": torch.randn(3, 5, 3), "audio": torch.randn(3, 5, 2)}
     mask = torch.ones(3, 5, dtype=torch.bool)
     mask[2, 3:] = False
     norm = torch.cat(list(frames.values()), -1).norm(dim=-1, keepdim=True)
-    normalized = {name: model.input_norms[name](value / norm, mask) for name, value in frames.items()}
-    pooled = torch.cat([model.poolings[name](value, mask) for name, value in normalized.items()], 1)
+    normalized = {name: model.poolings[name].input_norm(value / norm, mask) for name, value in frames.items()}
+    pooled = torch.cat([model.poolings[name].pooling(value, mask) for name, value in normalized.items()], 1)
     expected = model.classifier(model.gating(model.hidden(pooled)))
     torch.testing.assert_close(model(frames, mask), expected)
 
@@ -61,17 +60,17 @@ def test_late_pipeline_runs_its_parts_in_order():
 def test_early_concat_pools_the_concatenated_frames_once():
     config = _config(input_batch_norm=False, fusion={"stage": "early"}, pooling={"type": "netrvlad", "cluster_size": 3})
     model = VideoClassifier(config).eval()
-    assert list(model.poolings) == ["rgb_audio"] and model.fusion is None
+    assert list(model.poolings) == ["rgb_audio"] and model.fusion.output_size == model.poolings["rgb_audio"].output_size
     assert model.poolings["rgb_audio"].feature_size == 5
     frames = {"rgb": torch.randn(2, 4, 3), "audio": torch.randn(2, 4, 2)}
     joint = torch.cat([frames["rgb"], frames["audio"]], -1)
-    expected = model.classifier(model.poolings["rgb_audio"](joint / joint.norm(dim=-1, keepdim=True)))
+    expected = model.classifier(model.poolings["rgb_audio"].pooling(joint / joint.norm(dim=-1, keepdim=True)))
     torch.testing.assert_close(model(frames), expected)
 
 
 def test_hidden_layer_matches_formula():
     torch.manual_seed(0)
-    layer = HiddenLayer(4, HiddenConfig(size=3, bias=True, batch_norm=True, activation="sigmoid")).double().eval()
+    layer = HiddenLayer(4, 3, bias=True, batch_norm=True, activation="sigmoid").double().eval()
     with torch.no_grad():
         layer.bias.normal_()
         layer.batch_norm.running_mean.normal_()
@@ -99,9 +98,10 @@ def test_willow_hidden_init_uses_the_cluster_count():
 
 def test_per_modality_pooling_override():
     model = create_model("gated_soft_dbow_4096_small", num_classes=3)
-    assert isinstance(model.poolings["rgb"], GatedSoftDBoW) and model.poolings["rgb"].cluster_size == 32
-    assert isinstance(model.poolings["audio"], SoftDBoW) and not isinstance(model.poolings["audio"], GatedSoftDBoW)
-    assert model.poolings["audio"].cluster_size == 4  # K/8
+    rgb, audio = model.poolings["rgb"].pooling, model.poolings["audio"].pooling
+    assert isinstance(rgb, GatedSoftDBoW) and rgb.cluster_size == 32
+    assert isinstance(audio, SoftDBoW) and not isinstance(audio, GatedSoftDBoW)
+    assert audio.cluster_size == 4  # K/8
 
 
 def test_dropping_a_modality_is_a_config_change():
@@ -130,7 +130,19 @@ def test_pooling_rejecting_its_settings_names_the_modality():
 
 
 FOLDING = ["gated_netvlad_256_small", "gated_netrvlad_256_small", "soft_dbow_4096_small",
-           "gated_soft_dbow_4096_small", "mfb_netvlad_mfb_small"]
+           "gated_soft_dbow_4096_small", "mfb_netvlad_mfb_small", "netvlad_256_early_small"]
+
+
+def _folds(model, frames=None):
+    """Whether every modality's pooling takes its input normalisation folded in (for these frames)."""
+    scale = torch.ones(1) if model.l2_normalize_frames else None
+    return all(p.can_fold(None if frames is None or name not in frames else frames[name], scale)
+               for name, p in model.poolings.items())
+
+
+def _never_fold(model, monkeypatch):
+    for pooling in model.poolings.values():
+        monkeypatch.setattr(pooling, "can_fold", lambda frames=None, frame_scale=None: False)
 
 
 def _trained_statistics_model(name):
@@ -146,7 +158,7 @@ def _trained_statistics_model(name):
 @pytest.mark.parametrize("name", FOLDING)
 def test_eval_folds_the_input_normalization_into_the_pooling_without_changing_the_output(name, monkeypatch):
     model = _trained_statistics_model(name)
-    assert model._can_fold_input_normalization()
+    assert _folds(model)
     generator = torch.Generator().manual_seed(1)
     frames = {m: torch.randn(3, 8, d, generator=generator, dtype=torch.float64) for m, d in model.modalities.items()}
     mask = torch.ones(3, 8, dtype=torch.bool)
@@ -157,7 +169,7 @@ def test_eval_folds_the_input_normalization_into_the_pooling_without_changing_th
         folded = model(frames, mask)
         folded_nan_padding = model(padded, mask)
         folded_unmasked = model(frames)
-        monkeypatch.setattr(model, "_can_fold_input_normalization", lambda frames=None: False)
+        _never_fold(model, monkeypatch)
         unfolded = model(frames, mask)
         unfolded_unmasked = model(frames)
     torch.testing.assert_close(folded, unfolded, rtol=1e-10, atol=1e-12)
@@ -165,10 +177,9 @@ def test_eval_folds_the_input_normalization_into_the_pooling_without_changing_th
     torch.testing.assert_close(folded_unmasked, unfolded_unmasked, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["netfv_128_small", "netvlad_256_early_small", "mfb_dbof_concat_small",
-                                  "avgpool_moe_cg_small"])
+@pytest.mark.parametrize("name", ["netfv_128_small", "mfb_dbof_concat_small", "avgpool_moe_cg_small"])
 def test_poolings_that_need_the_normalized_frames_are_not_folded(name):
-    assert not create_model(name, num_classes=6).eval()._can_fold_input_normalization()
+    assert not _folds(create_model(name, num_classes=6).eval())
 
 
 def _grads(model):
@@ -191,16 +202,16 @@ def test_training_folds_the_input_batch_norm_with_the_same_outputs_gradients_and
             mask[1, 6:] = False
             mask[3, 2:] = False
             frames = {m: torch.where(mask.unsqueeze(-1), value, float("nan")) for m, value in frames.items()}
-        assert model._can_fold_input_normalization(frames)
+        assert _folds(model, frames)
         if not fold:
-            monkeypatch.setattr(model, "_can_fold_input_normalization", lambda frames=None: False)
+            _never_fold(model, monkeypatch)
         probabilities = model(frames, mask)
         (probabilities * torch.linspace(0.5, 2.0, probabilities.shape[1], dtype=torch.float64)).sum().backward()
         buffers = {k: v.clone() for k, v in model.named_buffers() if "running" in k}
         results.append((probabilities.detach(), _grads(model), buffers))
     (p_fold, g_fold, b_fold), (p_eager, g_eager, b_eager) = results
     torch.testing.assert_close(p_fold, p_eager, rtol=1e-10, atol=1e-12)
-    assert g_fold.keys() == g_eager.keys() and any(k.startswith("input_norms") for k in g_fold)
+    assert g_fold.keys() == g_eager.keys() and any(".input_norm." in k for k in g_fold)
     for key in g_eager:
         torch.testing.assert_close(g_fold[key], g_eager[key], rtol=1e-8, atol=1e-12, msg=key)
     for key in b_eager:
@@ -210,9 +221,9 @@ def test_training_folds_the_input_batch_norm_with_the_same_outputs_gradients_and
 def test_frames_that_need_gradients_are_not_folded_in_training():
     model = create_model("gated_netvlad_256_small", num_classes=6).train()
     frames = {m: torch.randn(2, 5, d) for m, d in model.modalities.items()}
-    assert model._can_fold_input_normalization(frames)
+    assert _folds(model, frames)
     frames["rgb"].requires_grad_(True)
-    assert not model._can_fold_input_normalization(frames)
+    assert not _folds(model, frames)
     model(frames).sum().backward()
     assert frames["rgb"].grad is not None and frames["rgb"].grad.abs().sum() > 0
-    assert model.eval()._can_fold_input_normalization(frames)  # running statistics: a fixed map either way
+    assert _folds(model.eval(), frames)  # running statistics: a fixed map either way

@@ -5,23 +5,30 @@ Every pooling layer takes ``frames [B, N, D]`` and an optional ``mask [B, N]`` (
 ``make_gating``, ``make_head``) so that a configuration names them as data.
 """
 
+from videopool.layers.activations import ACTIVATIONS, make_activation
 from videopool.layers.affine import FrameAffine
+from videopool.layers.base import FramePooling
 from videopool.layers.dbof import DBoF
-from videopool.layers.fusion import ConcatFusion, FCConcatFusion, MFBFusion
-from videopool.layers.gating import ContextGating, GatedLinearUnit
-from videopool.layers.heads import LogisticClassifier, MoEClassifier
+from videopool.layers.fusion import FUSIONS, ConcatFusion, FCConcatFusion, MFBFusion, make_fusion
+from videopool.layers.gating import GATINGS, ContextGating, GatedLinearUnit, make_gating
+from videopool.layers.heads import HEADS, LogisticClassifier, MoEClassifier, make_head
+from videopool.layers.hidden import HiddenLayer
+from videopool.layers.modality import ModalityPooling
 from videopool.layers.netfv import NetFV
 from videopool.layers.netrvlad import NetRVLAD
 from videopool.layers.netvlad import NetVLAD
-from videopool.layers.norm import MaskedBatchNorm1d, l2_normalize
+from videopool.layers.norm import BN_EPS, BN_MOMENTUM, MaskedBatchNorm1d, l2_normalize
 from videopool.layers.recurrent import GRUPooling, LSTMPooling
 from videopool.layers.registry import create_pooling, get_pooling_class, list_poolings, register_pooling
-from videopool.layers.simple import AveragePooling, MaxPooling
+from videopool.layers.simple import SimplePooling
+from videopool.layers.soft_assignment import SoftAssignmentPooling
 from videopool.layers.soft_dbow import GatedSoftDBoW, SoftDBoW
 
 __all__ = [
-    "AveragePooling", "ConcatFusion", "ContextGating", "DBoF", "FCConcatFusion", "FrameAffine", "GRUPooling",
-    "GatedLinearUnit", "GatedSoftDBoW", "LSTMPooling", "LogisticClassifier", "MFBFusion", "MaskedBatchNorm1d",
-    "MaxPooling", "MoEClassifier", "NetFV", "NetRVLAD", "NetVLAD", "SoftDBoW", "create_pooling",
-    "get_pooling_class", "l2_normalize", "list_poolings", "register_pooling",
+    "ACTIVATIONS", "BN_EPS", "BN_MOMENTUM", "FUSIONS", "GATINGS", "HEADS", "ConcatFusion", "ContextGating", "DBoF",
+    "FCConcatFusion", "FramePooling", "FrameAffine", "GRUPooling", "GatedLinearUnit", "GatedSoftDBoW", "HiddenLayer",
+    "LSTMPooling", "LogisticClassifier", "MFBFusion", "MaskedBatchNorm1d", "ModalityPooling", "MoEClassifier",
+    "NetFV", "NetRVLAD", "NetVLAD", "SimplePooling", "SoftAssignmentPooling", "SoftDBoW", "create_pooling",
+    "get_pooling_class", "l2_normalize", "list_poolings", "make_activation", "make_fusion", "make_gating",
+    "make_head", "register_pooling",
 ]  # fmt: skip

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
+from videopool.layers.activations import ACTIVATIONS, make_activation
+from videopool.layers.masking import masked_max, masked_mean
 from videopool.layers.norm import l2_normalize
 from videopool.layers.projection import ClusterProjection
 from videopool.layers.registry import register_pooling
-from videopool.layers.simple import masked_max, masked_mean, prepare_frames
 
-_ACTIVATIONS = {
-    "relu": F.relu,
-    "relu6": F.relu6,
-    "sigmoid": torch.sigmoid,
-    "none": lambda x: x,
-}
 _POOLINGS = ("max", "average", "max_average")
 
 
@@ -48,21 +42,21 @@ class DBoF(ClusterProjection):
         activation: str = "sigmoid",
         pooling: str = "max",
     ) -> None:
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"DBoF activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"DBoF activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
         if pooling not in _POOLINGS:
             raise ValueError(f"DBoF pooling must be one of {list(_POOLINGS)}, got {pooling!r}")
         super().__init__(feature_size, cluster_size, add_batch_norm)
         self.activation = activation
+        self.nonlinearity = make_activation(activation)
         self.pooling = pooling
         self.output_size = 2 * cluster_size if pooling == "max_average" else cluster_size
 
-    def forward(self, frames: Tensor, mask: Tensor | None = None) -> Tensor:
-        frames, mask = prepare_frames(frames, mask, self.feature_size, type(self).__name__)
+    def pool(self, frames: Tensor, mask: Tensor | None) -> Tensor:
         batch, num_frames, _ = frames.shape
         rows = frames.reshape(batch * num_frames, self.feature_size)
         hidden = self.project(rows, None if mask is None else mask.reshape(-1))
-        hidden = _ACTIVATIONS[self.activation](hidden).view(batch, num_frames, self.cluster_size)
+        hidden = self.nonlinearity(hidden).view(batch, num_frames, self.cluster_size)
         if self.pooling == "max":
             return masked_max(hidden, mask)
         if self.pooling == "average":

@@ -17,9 +17,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from videopool.layers.activations import ACTIVATIONS, make_activation
 from videopool.layers.norm import l2_normalize
 
-_ACTIVATIONS = {"none": nn.Identity, "relu": nn.ReLU, "relu6": nn.ReLU6, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}
+FUSIONS = ("concat", "fc_concat", "mfb")
+FUSION_STAGES = ("late", "early")
+MFB_NORMALIZATIONS = ("relu", "signed_sqrt")
 
 
 def _check_inputs(layer: str, expected: Mapping[str, int], pooled: Mapping[str, torch.Tensor]) -> None:
@@ -59,14 +62,14 @@ class FCConcatFusion(nn.Module):
         self, input_sizes: Mapping[str, int], projection_size: int = 5000, activation: str = "none", bias: bool = True
     ) -> None:
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"FCConcatFusion activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"FCConcatFusion activation must be one of {list(ACTIVATIONS)}, got {activation!r}")
         self.input_sizes = dict(input_sizes)
         self.projection_size = projection_size
         self.projections = nn.ModuleDict(
             {name: nn.Linear(size, projection_size, bias=bias) for name, size in input_sizes.items()}
         )
-        self.activation = _ACTIVATIONS[activation]()
+        self.activation = make_activation(activation)
         self.output_size = projection_size * len(self.input_sizes)
 
     def forward(self, pooled: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -105,7 +108,7 @@ class MFBFusion(nn.Module):
             raise ValueError(
                 f"MFBFusion fuses two or more modalities, got {list(input_sizes)}; use ConcatFusion for one modality"
             )
-        if normalization not in ("relu", "signed_sqrt"):
+        if normalization not in MFB_NORMALIZATIONS:
             raise ValueError(f"MFBFusion normalization must be 'relu' or 'signed_sqrt', got {normalization!r}")
         self.input_sizes = dict(input_sizes)
         self.factor = factor
@@ -133,3 +136,18 @@ class MFBFusion(nn.Module):
 
     def extra_repr(self) -> str:
         return f"factor={self.factor}, output_size={self.output_size}, normalization={self.normalization!r}"
+
+
+def make_fusion(kind: str, input_sizes: Mapping[str, int], *, factor: int = 5, output_size: int = 1000,
+                dropout: float = 0.1, normalization: str = "relu", projection_size: int | None = None,
+                activation: str = "none") -> nn.Module:
+    """The fusion of pooled modalities named by ``kind`` (one of :data:`FUSIONS`). ``factor``, ``output_size``,
+    ``dropout`` and ``normalization`` are MFB's; ``projection_size`` (default ``factor · output_size``, MFB's
+    parameter count) and ``activation`` are FC-concatenation's."""
+    if kind == "concat":
+        return ConcatFusion(input_sizes)
+    if kind == "fc_concat":
+        return FCConcatFusion(input_sizes, projection_size or factor * output_size, activation)
+    if kind == "mfb":
+        return MFBFusion(input_sizes, factor, output_size, dropout, normalization)
+    raise ValueError(f"unknown fusion {kind!r}; choose one of {list(FUSIONS)}")

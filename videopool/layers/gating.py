@@ -13,9 +13,9 @@ import math
 import torch
 import torch.nn as nn
 
-# TF slim batch norm defaults used by every WILLOW layer (decay 0.999 -> momentum 1e-3).
-BN_EPS = 1e-3
-BN_MOMENTUM = 1e-3
+from videopool.layers.norm import BN_EPS, BN_MOMENTUM
+
+GATINGS = ("none", "context", "glu")
 
 
 class ContextGating(nn.Module):
@@ -87,3 +87,14 @@ class GatedLinearUnit(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.input_size} -> {self.output_size}, batch_norm={self.gate_batch_norm is not None}"
+
+
+def make_gating(kind: str, input_size: int, *, add_batch_norm: bool = True, remove_diagonal: bool = False) -> nn.Module:
+    """The gate on the video vector named by ``kind`` (one of :data:`GATINGS`); ``none`` is the identity."""
+    if kind == "context":
+        return ContextGating(input_size, add_batch_norm=add_batch_norm, remove_diagonal=remove_diagonal)
+    if kind == "glu":
+        return GatedLinearUnit(input_size, add_batch_norm=add_batch_norm)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown gating {kind!r}; choose one of {list(GATINGS)}")

@@ -1,4 +1,4 @@
-"""Video-level classifiers that turn one vector per video into class probabilities.
+"""Classifier heads that turn one vector per video into class probabilities (built by name: :func:`make_head`).
 
 Both heads return probabilities (the TF1 references train with binary cross-entropy on
 probabilities) and expose ``regularization_loss()``: the slim L2 term ``λ/2 · ΣW²`` over their
@@ -11,6 +11,8 @@ import torch
 import torch.nn as nn
 
 from videopool.layers.gating import ContextGating
+
+HEADS = ("moe", "logistic")
 
 
 def _glorot_uniform(fan_in: int, fan_out: int) -> torch.Tensor:
@@ -116,3 +118,13 @@ class LogisticClassifier(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.input_size} -> {self.num_classes}, l2_penalty={self.l2_penalty:g}"
+
+
+def make_head(kind: str, input_size: int, num_classes: int, *, num_mixtures: int = 2, l2_penalty: float = 1e-8,
+              prob_gating: bool = False) -> nn.Module:
+    """The classifier head named by ``kind`` (one of :data:`HEADS`)."""
+    if kind == "moe":
+        return MoEClassifier(input_size, num_classes, num_mixtures, l2_penalty, prob_gating)
+    if kind == "logistic":
+        return LogisticClassifier(input_size, num_classes, l2_penalty, prob_gating)
+    raise ValueError(f"unknown classifier head {kind!r}; choose one of {list(HEADS)}")

@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from videopool.layers.netvlad import SoftAssignmentPooling
 from videopool.layers.norm import intra_global_l2_normalize, l2_normalize
 from videopool.layers.registry import register_pooling
+from videopool.layers.soft_assignment import SoftAssignmentPooling
 
 
 @register_pooling("netfv")
@@ -63,8 +63,8 @@ class NetFV(SoftAssignmentPooling):
             return (self.coupling_factor * self.cluster_weights).unsqueeze(0)
         return self.cluster_weights2
 
-    def forward(self, frames: Tensor, mask: Tensor | None = None) -> Tensor:
-        frames, mask = self.prepare(frames, mask)
+    def pool(self, frames: Tensor, mask: Tensor | None) -> Tensor:
+        frames = self.autocast_frames(frames)
         batch = frames.shape[0]
         assignment = self.assign(frames, mask)
         mass = assignment.sum(1, keepdim=True)  # s [B, 1, K]

@@ -5,9 +5,9 @@ from __future__ import annotations
 from torch import Tensor
 
 from videopool.layers.affine import FrameAffine
-from videopool.layers.netvlad import SoftAssignmentPooling
 from videopool.layers.norm import intra_global_l2_normalize
 from videopool.layers.registry import register_pooling
+from videopool.layers.soft_assignment import SoftAssignmentPooling
 
 
 @register_pooling("netrvlad")
@@ -26,6 +26,6 @@ class NetRVLAD(SoftAssignmentPooling):
         super().__init__(feature_size, cluster_size, add_batch_norm)
         self.output_size = feature_size * cluster_size
 
-    def forward(self, frames: Tensor, mask: Tensor | None = None, affine: FrameAffine | None = None) -> Tensor:
-        frames, mask = self.prepare(frames, mask)
+    def pool(self, frames: Tensor, mask: Tensor | None, affine: FrameAffine | None = None) -> Tensor:
+        frames = self.autocast_frames(frames)
         return intra_global_l2_normalize(self.aggregate(frames, self.assign(frames, mask, affine), affine))

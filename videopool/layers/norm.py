@@ -12,6 +12,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+# TF-slim batch norm, used by every layer of the TF1 references: decay 0.999 (momentum 1e-3), epsilon 1e-3.
+BN_EPS = 1e-3
+BN_MOMENTUM = 1e-3
+
 
 def l2_normalize(x: Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
     """``x / sqrt(max(sum(x**2, dim), eps))`` — TF ``l2_normalize`` semantics.
@@ -58,7 +62,7 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
     with mask weights instead (no data-dependent shapes, so no graph break).
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-3, momentum: float = 1e-3) -> None:
+    def __init__(self, num_features: int, eps: float = BN_EPS, momentum: float = BN_MOMENTUM) -> None:
         super().__init__(num_features, eps=eps, momentum=momentum)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:  # type: ignore[override]

@@ -9,10 +9,11 @@ import torch.nn as nn
 from torch import Tensor
 
 from videopool.layers.affine import FrameAffine
+from videopool.layers.base import FramePooling
 from videopool.layers.norm import MaskedBatchNorm1d
 
 
-class ClusterProjection(nn.Module):
+class ClusterProjection(FramePooling):
     """``z = BN(x W)`` over the real frame rows, or ``z = x W + b`` without batch norm.
 
     ``W = cluster_weights [D, K]`` ~ N(0, 1/D) in TF's ``[in, out]`` layout; ``cluster_bn`` is a

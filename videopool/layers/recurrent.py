@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from videopool.layers.registry import register_pooling
-from videopool.layers.simple import prepare_frames
+from videopool.layers.base import FramePooling
 
 _OUTPUT_STATES = ("all", "last_h")
 
@@ -53,7 +53,7 @@ def _tf_glorot_(rnn: nn.RNNBase, layer: int, blocks: list[tuple[int, int]]) -> N
             weight_hh[start : start + width].uniform_(-bound, bound)
 
 
-class _RecurrentPooling(nn.Module):
+class _RecurrentPooling(FramePooling):
     """Shared forward: run the stacked RNN over the real frames (packed by mask length), return final states."""
 
     rnn: nn.RNNBase
@@ -68,7 +68,6 @@ class _RecurrentPooling(nn.Module):
         self.output_states = output_states
 
     def _run(self, frames: Tensor, mask: Tensor | None) -> tuple[Tensor | tuple[Tensor, Tensor], Tensor | None]:
-        frames, mask = prepare_frames(frames, mask, self.feature_size, type(self).__name__)
         if mask is None:
             return self.rnn(frames)[1], None
         lengths = mask.sum(1)
@@ -120,7 +119,7 @@ class LSTMPooling(_RecurrentPooling):
         _make_hidden_bias_constant(self.rnn, constant)
         self.output_size = (2 * num_layers if output_states == "all" else 1) * hidden_size
 
-    def forward(self, frames: Tensor, mask: Tensor | None = None) -> Tensor:
+    def pool(self, frames: Tensor, mask: Tensor | None) -> Tensor:
         (hidden, cell), empty = self._run(frames, mask)
         if self.output_states == "last_h":
             output = hidden[-1]
@@ -156,7 +155,7 @@ class GRUPooling(_RecurrentPooling):
         _make_hidden_bias_constant(self.rnn, torch.zeros(3 * hidden_size))
         self.output_size = (num_layers if output_states == "all" else 1) * hidden_size
 
-    def forward(self, frames: Tensor, mask: Tensor | None = None) -> Tensor:
+    def pool(self, frames: Tensor, mask: Tensor | None) -> Tensor:
         hidden, empty = self._run(frames, mask)
         if self.output_states == "last_h":
             output = hidden[-1]

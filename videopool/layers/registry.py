@@ -1,14 +1,15 @@
-"""Name -> class registry for pooling layers, so configs can name them as data."""
+"""Name -> pooling layer registry, so configurations name their pooling as data (``create_pooling("netvlad", ...)``)."""
 
 from __future__ import annotations
 
-import difflib
 import importlib
-from typing import Callable
+from typing import Any, Callable
 
 import torch.nn as nn
 
-_POOLING: dict[str, type[nn.Module]] = {}
+from videopool.core.schema import closest_hint
+
+_POOLING: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {}
 
 # Modules whose import registers the built-in pooling layers.
 _BUILTIN_MODULES = ("simple", "netvlad", "netrvlad", "netfv", "soft_dbow", "dbof", "recurrent")
@@ -19,13 +20,14 @@ def _load_builtins() -> None:
         importlib.import_module(f"videopool.layers.{name}")
 
 
-def register_pooling(name: str) -> Callable[[type[nn.Module]], type[nn.Module]]:
-    """Class decorator: make a pooling layer constructible by ``name``."""
+def register_pooling(name: str, **defaults: Any) -> Callable[[type[nn.Module]], type[nn.Module]]:
+    """Class decorator: make a pooling layer constructible by ``name``, with ``defaults`` for its keyword arguments
+    (one class may be registered under several names, e.g. ``average`` and ``max``)."""
 
     def wrap(cls: type[nn.Module]) -> type[nn.Module]:
-        if name in _POOLING and _POOLING[name] is not cls:
-            raise ValueError(f"pooling name {name!r} is already registered to {_POOLING[name].__name__}")
-        _POOLING[name] = cls
+        if name in _POOLING and _POOLING[name] != (cls, defaults):
+            raise ValueError(f"pooling name {name!r} is already registered to {_POOLING[name][0].__name__}")
+        _POOLING[name] = (cls, dict(defaults))
         return cls
 
     return wrap
@@ -37,14 +39,17 @@ def list_poolings() -> list[str]:
 
 
 def get_pooling_class(name: str) -> type[nn.Module]:
+    return _entry(name)[0]
+
+
+def create_pooling(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered pooling layer: ``create_pooling("netvlad", feature_size=1024, cluster_size=64)``."""
+    cls, defaults = _entry(name)
+    return cls(**{**defaults, **kwargs})
+
+
+def _entry(name: str) -> tuple[type[nn.Module], dict[str, Any]]:
     _load_builtins()
     if name not in _POOLING:
-        close = difflib.get_close_matches(name, _POOLING, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise KeyError(f"unknown pooling {name!r}{hint} (known: {', '.join(list_poolings())})")
+        raise KeyError(f"unknown pooling {name!r}{closest_hint(name, _POOLING)} (known: {', '.join(sorted(_POOLING))})")
     return _POOLING[name]
-
-
-def create_pooling(name: str, **kwargs) -> nn.Module:
-    """Build a registered pooling layer: ``create_pooling("netvlad", feature_size=1024, cluster_size=64)``."""
-    return get_pooling_class(name)(**kwargs)

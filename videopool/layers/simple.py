@@ -1,77 +1,34 @@
-"""Parameter-free pooling over frames (mean, max) and the mask helpers the other layers share."""
+"""Parameter-free pooling over the real frames: their mean or their per-dimension maximum."""
 
 from __future__ import annotations
 
-import torch
-import torch.nn as nn
 from torch import Tensor
 
+from videopool.layers.base import FramePooling
+from videopool.layers.masking import masked_max, masked_mean
 from videopool.layers.registry import register_pooling
 
+STATISTICS = ("mean", "max")
 
-def prepare_frames(
-    frames: Tensor, mask: Tensor | None, feature_size: int, layer: str
-) -> tuple[Tensor, Tensor | None]:
-    """Validate ``frames [B, N, D]`` and ``mask [B, N]``; return contiguous frames and a bool mask or None.
 
-    An all-True mask becomes None so the layers take their unmasked fast path; contiguous frames keep the
-    matmuls and batch norms off slow strided paths (a per-modality slice of the 1152-d input is strided).
+@register_pooling("average", statistic="mean")
+@register_pooling("max", statistic="max")
+class SimplePooling(FramePooling):
+    """``y = (1/|real|) Σ_n x_n`` (``statistic="mean"``) or ``y_d = max_n x_{n,d}`` (``"max"``) over the real frames.
+
+    Shapes: ``frames [B, N, D]``, ``mask [B, N]`` → ``[B, D]``. No parameters. A video without real frames gives 0.
     """
-    if frames.dim() != 3 or frames.shape[-1] != feature_size:
-        raise ValueError(f"{layer} expects frames of shape [B, N, {feature_size}], got {tuple(frames.shape)}")
-    frames = frames.contiguous()
-    if mask is None:
-        return frames, None
-    if mask.shape != frames.shape[:2]:
-        raise ValueError(f"{layer}: mask shape {tuple(mask.shape)} does not match frames {tuple(frames.shape[:2])}")
-    mask = mask.to(torch.bool)
-    if torch.compiler.is_compiling():  # a data-dependent branch would break the graph; masks cost little
-        return frames, mask
-    return frames, (None if bool(mask.all()) else mask)
 
-
-def masked_mean(values: Tensor, mask: Tensor | None) -> Tensor:
-    """Mean over axis 1 of ``values [B, N, C]`` counting real frames only; a video without frames gives 0."""
-    if mask is None:
-        return values.mean(1)
-    # where() instead of a multiply: padded garbage (even inf/nan) must not reach the sum.
-    total = torch.where(mask.unsqueeze(-1), values, 0.0).sum(1)
-    count = mask.sum(1, keepdim=True).clamp_min(1)
-    return total / count.to(total.dtype)
-
-
-def masked_max(values: Tensor, mask: Tensor | None) -> Tensor:
-    """Max over axis 1 of ``values [B, N, C]`` over real frames only; a video without frames gives 0."""
-    if mask is None:
-        return values.amax(1)
-    lowest = torch.finfo(values.dtype).min
-    best = torch.where(mask.unsqueeze(-1), values, lowest).amax(1)
-    return torch.where(mask.any(1, keepdim=True), best, 0.0)
-
-
-@register_pooling("average")
-class AveragePooling(nn.Module):
-    """Mean of the real frames: ``y = (1/|n real|) Σ_n x_n``. ``[B, N, D] -> [B, D]``. No parameters."""
-
-    def __init__(self, feature_size: int) -> None:
+    def __init__(self, feature_size: int, statistic: str = "mean") -> None:
         super().__init__()
+        if statistic not in STATISTICS:
+            raise ValueError(f"SimplePooling statistic must be one of {list(STATISTICS)}, got {statistic!r}")
         self.feature_size = feature_size
         self.output_size = feature_size
+        self.statistic = statistic
 
-    def forward(self, frames: Tensor, mask: Tensor | None = None) -> Tensor:
-        frames, mask = prepare_frames(frames, mask, self.feature_size, type(self).__name__)
-        return masked_mean(frames, mask)
+    def pool(self, frames: Tensor, mask: Tensor | None) -> Tensor:
+        return masked_mean(frames, mask) if self.statistic == "mean" else masked_max(frames, mask)
 
-
-@register_pooling("max")
-class MaxPooling(nn.Module):
-    """Per-dimension max over the real frames: ``y_d = max_n x_{n,d}``. ``[B, N, D] -> [B, D]``. No parameters."""
-
-    def __init__(self, feature_size: int) -> None:
-        super().__init__()
-        self.feature_size = feature_size
-        self.output_size = feature_size
-
-    def forward(self, frames: Tensor, mask: Tensor | None = None) -> Tensor:
-        frames, mask = prepare_frames(frames, mask, self.feature_size, type(self).__name__)
-        return masked_max(frames, mask)
+    def extra_repr(self) -> str:
+        return f"{self.feature_size}, statistic={self.statistic!r}"

@@ -9,9 +9,9 @@ import torch.nn as nn
 from torch import Tensor
 
 from videopool.layers.affine import FrameAffine
-from videopool.layers.netvlad import SoftAssignmentPooling
 from videopool.layers.norm import MaskedBatchNorm1d, l2_normalize
 from videopool.layers.registry import register_pooling
+from videopool.layers.soft_assignment import SoftAssignmentPooling
 
 
 @register_pooling("soft_dbow")
@@ -34,9 +34,8 @@ class SoftDBoW(SoftAssignmentPooling):
         self.max_pool = max_pool
         self.output_size = 2 * cluster_size if max_pool else cluster_size
 
-    def forward(self, frames: Tensor, mask: Tensor | None = None, affine: FrameAffine | None = None) -> Tensor:
-        frames, mask = self.prepare(frames, mask)
-        assignment = self.assign(frames, mask, affine)
+    def pool(self, frames: Tensor, mask: Tensor | None, affine: FrameAffine | None = None) -> Tensor:
+        assignment = self.assign(self.autocast_frames(frames), mask, affine)
         histogram = l2_normalize(assignment.sum(1), dim=1)
         if not self.max_pool:
             return histogram
@@ -72,9 +71,8 @@ class GatedSoftDBoW(SoftAssignmentPooling):
             self.cluster_biases_2 = nn.Parameter(torch.randn(cluster_size) * init_std)
         self.output_size = cluster_size
 
-    def forward(self, frames: Tensor, mask: Tensor | None = None, affine: FrameAffine | None = None) -> Tensor:
-        frames, mask = self.prepare(frames, mask)
-        assignment = self.assign(frames, mask, affine)
+    def pool(self, frames: Tensor, mask: Tensor | None, affine: FrameAffine | None = None) -> Tensor:
+        assignment = self.assign(self.autocast_frames(frames), mask, affine)
         histogram = assignment.sum(1)
         gate = l2_normalize(assignment.amax(1), dim=1) @ self.dim_red @ self.cluster_weights_2
         if self.cluster_bn_2 is not None:
