@@ -227,3 +227,33 @@ def test_frames_that_need_gradients_are_not_folded_in_training():
     model(frames).sum().backward()
     assert frames["rgb"].grad is not None and frames["rgb"].grad.abs().sum() > 0
     assert _folds(model.eval(), frames)  # running statistics: a fixed map either way
+
+
+def _legacy_state_dict(model):
+    """The state dict as videopool 0.1 named it: ``input_norms.<m>.*`` beside ``poolings.<m>.*``."""
+    state = {}
+    for key, value in model.state_dict().items():
+        if ".input_norm." in key:
+            name, field = key[len("poolings."):].split(".input_norm.")
+            if model.early_fusion:  # 0.1 had one norm per modality; split the joined one back
+                offset = 0
+                for modality, size in model.modalities.items():
+                    part = value if field == "num_batches_tracked" else value[offset : offset + size]
+                    state[f"input_norms.{modality}.{field}"] = part.clone()
+                    offset += size
+                continue
+            state[f"input_norms.{name}.{field}"] = value
+        else:
+            state[key.replace(".pooling.", ".", 1)] = value
+    return state
+
+
+@pytest.mark.parametrize("name", ["gated_netvlad_256_small", "netvlad_256_early_small"])
+def test_checkpoints_of_the_previous_layout_still_load(name):
+    trained = _trained_statistics_model(name)
+    legacy = _legacy_state_dict(trained)
+    assert any(key.startswith("input_norms.") for key in legacy)
+    fresh = create_model(name, num_classes=6).double().eval()
+    fresh.load_state_dict(legacy, strict=True)
+    frames = {m: torch.randn(2, 5, d, dtype=torch.float64) for m, d in trained.modalities.items()}
+    torch.testing.assert_close(fresh(frames), trained(frames), rtol=0, atol=0)

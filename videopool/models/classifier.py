@@ -67,7 +67,7 @@ class VideoClassifier(nn.Module):
         self.classifier = make_head(head.type, size, config.num_classes, num_mixtures=head.num_mixtures,
                                     l2_penalty=head.l2_penalty, prob_gating=head.prob_gating)
         self.output_size = config.num_classes
-        self._register_load_state_dict_pre_hook(_rename_legacy_keys)
+        self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     def forward(self, frames: Mapping[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
         frames, mask = self._checked_inputs(frames, mask)
@@ -130,23 +130,20 @@ def joint_inverse_norm(frames: Mapping[str, torch.Tensor]) -> torch.Tensor:
 def _rename_legacy_keys(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
     """Checkpoints of videopool 0.1 kept ``input_norms.<m>.*`` beside ``poolings.<m>.*``; map them onto
     ``poolings.<m>.input_norm.*`` / ``poolings.<m>.pooling.*`` (early fusion: the per-modality norms joined)."""
-    legacy = [key for key in state_dict if key.startswith(prefix + "input_norms.")]
-    if not legacy and not any(key.startswith(prefix + "poolings.") and ".pooling." not in key
-                              and ".input_norm." not in key for key in state_dict):
-        return
-    for key in [k for k in state_dict if k.startswith(prefix + "poolings.")]:
-        name, rest = key[len(prefix + "poolings."):].split(".", 1)
+    poolings, norms = prefix + "poolings.", prefix + "input_norms."
+    for key in [k for k in state_dict if k.startswith(poolings)]:
+        name, rest = key[len(poolings):].split(".", 1)
         if not rest.startswith(("pooling.", "input_norm.")):
-            state_dict[f"{prefix}poolings.{name}.pooling.{rest}"] = state_dict.pop(key)
-    norms: dict[str, dict[str, torch.Tensor]] = {}
-    for key in legacy:
-        name, field = key[len(prefix + "input_norms."):].split(".", 1)
-        norms.setdefault(field, {})[name] = state_dict.pop(key)
-    for field, per_modality in norms.items():
+            state_dict[f"{poolings}{name}.pooling.{rest}"] = state_dict.pop(key)
+    legacy: dict[str, dict[str, torch.Tensor]] = {}
+    for key in [k for k in state_dict if k.startswith(norms)]:
+        name, field = key[len(norms):].split(".", 1)
+        legacy.setdefault(field, {})[name] = state_dict.pop(key)
+    for field, per_modality in legacy.items():
         if module.early_fusion:
-            target = f"{prefix}poolings.{'_'.join(module.modalities)}.input_norm.{field}"
             values = [per_modality[name] for name in module.modalities]
-            state_dict[target] = values[0] if field == "num_batches_tracked" else torch.cat(values)
+            joined = values[0] if field == "num_batches_tracked" else torch.cat(values)
+            state_dict[f"{poolings}{'_'.join(module.modalities)}.input_norm.{field}"] = joined
         else:
             for name, value in per_modality.items():
-                state_dict[f"{prefix}poolings.{name}.input_norm.{field}"] = value
+                state_dict[f"{poolings}{name}.input_norm.{field}"] = value
