@@ -21,19 +21,20 @@ import resource
 import time
 
 GROUPS = {
-    "table1": ("Paper 000, Table 1: individual aggregation schemes (late concat)", [
+    "table1": ("Miech et al. 2017 (arXiv 1706.06905), Table 1: individual aggregation schemes (late concat)", [
         "avgpool_logistic", "avgpool_moe_cg", "lstm_2x1024", "gru_2x1200", "soft_dbow_4096", "netfv_128",
         "netvlad_256", "gated_soft_dbow_4096", "gated_netfv_128", "gated_netrvlad_256", "gated_netvlad_256"]),
-    "table2": ("Paper 000, Table 2: Context Gating ablation on NetVLAD", [
+    "table2": ("Miech et al. 2017 (arXiv 1706.06905), Table 2: Context Gating ablation on NetVLAD", [
         "netvlad_128", "netvlad_128_cg_pooling", "netvlad_128_glu_pooling_cg_moe", "netvlad_128_cg_pooling_moe"]),
-    "table3": ("Paper 000, Table 3: early vs late concatenation of audio and video", [
+    "table3": ("Miech et al. 2017 (arXiv 1706.06905), Table 3: early vs late concatenation of audio and video", [
         "netvlad_256_early", "netvlad_256", "netfv_128_early", "netfv_128", "gru_2x1200", "gru_2x1200_late",
         "lstm_2x1024", "lstm_2x1024_late"]),
-    "mfb": ("Paper 003, Tables 1-3: fusion of pooled audio and video (MFB study)", [
+    "mfb": ("Liu et al. 2018 (arXiv 1809.05848), Tables 1-3: fusion of pooled audio and video (MFB study)", [
         f"mfb_{pool}_{fusion}" for pool in ("avgpool", "dbof", "netvlad")
         for fusion in ("audio_only", "video_only", "concat", "fc_concat", "mfb")]),
-    "huang": ("Paper 004: video-level NetVLAD + FC + gating + MoE", ["huang_netvlad_gating_moe"]),
-    "ensemble": ("Paper 000 §8: the remaining member of the 7-model ensemble", ["soft_dbow_8000"]),
+    "huang": ("Huang (Stanford report): video-level NetVLAD + FC + gating + MoE", ["huang_netvlad_gating_moe"]),
+    "ensemble": ("Miech et al. 2017 (arXiv 1706.06905), Section 8: the remaining member of the 7-model ensemble",
+                 ["soft_dbow_8000"]),
 }
 
 

@@ -6,11 +6,12 @@
 
 bf16 runs a bf16 copy of the model (:func:`videopool.inference.bf16_copy`, the path
 ``evaluate``/``predict --precision bf16`` take); ``--autocast`` adds the autocast variant
-for comparison. Targets from perf.md: bf16 weights >= 2.5x TF (about 510 / 220 videos/s).
+for comparison. Target: bf16 weights >= 2.5x TF's best, which was measured at about 510 / 220 videos/s
+(K=64 / K=256) on a 2-vCPU Sapphire Rapids VM with AMX.
 
 If TensorFlow is importable, the same model in TF2 (``tf_gated_netvlad.py``, a ``tf.function``; fp32 and the
 ``mixed_bfloat16`` scheme) is timed in the same rounds, and every torch row gets its ratio to the TF2 row of the
-same precision (``torch/TF``); otherwise perf.md's TF2 anchors are printed.
+same precision (``torch/TF``); otherwise the TF2 reference figures measured on that VM are printed.
 
 All runners of one cluster size are timed round-robin (one batch each per round, after their warm-up), so
 TensorFlow and torch share the machine's drift instead of being timed minutes apart.

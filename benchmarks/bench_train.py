@@ -6,12 +6,13 @@
 
 All configurations of one cluster size are built together and timed round-robin (one step
 each per round, so they share the shared machine's noise): warm-up steps, then the median
-step time over at least --min-steps rounds and --min-seconds per configuration; prints videos/s, the analytic matmul FLOPs per video (training =
-3 x forward, perf.md §3), the fraction of this machine's matmul ceiling measured in the same
-run, and peak RSS (of the process, so cumulative over configurations). If TensorFlow happens to be importable,
-the same model in TF2 (``tf_gated_netvlad.py``, a ``tf.function`` step) is timed the same way right after the
-torch group of each cluster size (separately, to keep peak memory at one framework's) and the torch/TF ratios
-are printed; otherwise perf.md's TF2 anchors are printed instead.
+step time over at least --min-steps rounds and --min-seconds per configuration; prints videos/s, the analytic
+matmul FLOPs per video (training = 3 x forward, because the input BN has parameters and every GEMM needs both dX
+and dW), the fraction of this machine's matmul ceiling measured in the same run, and peak RSS (of the process,
+so cumulative over configurations). If TensorFlow happens to be importable, the same model in TF2
+(``tf_gated_netvlad.py``, a ``tf.function`` step) is timed the same way right after the torch group of each
+cluster size (separately, to keep peak memory at one framework's) and the torch/TF ratios are printed; otherwise
+the TF2 reference figures measured on a 2-vCPU Sapphire Rapids VM with AMX are printed instead.
 The step is :class:`videopool.training.step.TrainStep`, the same code the trainer runs.
 """
 
@@ -58,7 +59,7 @@ def forward_flops_per_video(config, num_frames: int) -> float:
     """Matmul FLOPs (multiply-add = 2) of one video's forward pass, from the config's layer shapes.
 
     Covers the gated-NetVLAD family (late fusion of per-modality NetVLAD/NetRVLAD/NetFV,
-    hidden FC, Context Gating, MoE with optional output gating), as in perf.md §3.
+    hidden FC, Context Gating, MoE with optional output gating), the model of the TF2 side-by-side benchmark.
     """
     total = 0.0
     pooled = 0
@@ -183,7 +184,7 @@ def start(args, tf_anchors: str) -> bool:
     elif tfg is not None:
         print(f"TensorFlow importable, but its twin exists only for {tfg.MODEL_NAME}: TF2 side-by-side skipped.")
     else:
-        print(f"TensorFlow not installed: TF2 side-by-side skipped (perf.md anchors, videos/s: {tf_anchors}).")
+        print(f"TensorFlow not installed: TF2 side-by-side skipped (reference TF2 figures, videos/s: {tf_anchors}).")
     return compare_tf
 
 

@@ -11,7 +11,7 @@ benchmarks from the repository root with a Python that has both torch and Tensor
 The self-check compares the trainable parameter count with videopool's model, and (``--check-outputs``,
 default on) copies a torch model's weights into the TF model and compares eval-mode probabilities.
 
-The model, as perf.md §3 and spec §4.1 / §5.1 describe it and as ``configs/gated_netvlad_256.yaml`` builds it
+The model, as WILLOW's gated NetVLAD defines it and as ``configs/gated_netvlad_256.yaml`` builds it
 (frames ``rgb [B, N, 1024]``, ``audio [B, N, 128]`` → probabilities ``[B, V]``; every BN has eps 1e-3)::
 
     x   = frames / ‖concat(rgb, audio)‖ per frame, then BN per modality (same maths as BN over 1152)
@@ -192,7 +192,7 @@ def make_predict(model: GatedNetVLAD, jit_compile: bool = False):
 
 
 def random_batch(batch_size: int, num_frames: int, num_classes: int, precision: str = "fp32", seed: int = 0):
-    """Frames uniform in [-2, 2) (bf16 inputs for ``bf16``) and ~3 positive labels per video, as in perf.md §3."""
+    """Frames uniform in [-2, 2) (bf16 inputs for ``bf16``) and ~3 positive labels per video (the timing batch)."""
     rng = np.random.default_rng(seed)
     dtype = tf.bfloat16 if precision == "bf16" else tf.float32
     rgb, audio = (tf.cast(rng.uniform(-2, 2, (batch_size, num_frames, d)).astype(np.float32), dtype)

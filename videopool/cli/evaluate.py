@@ -1,8 +1,9 @@
 """``videopool evaluate``: the official YouTube-8M metrics of a checkpoint on labelled data.
 
-Prints GAP@20, Hit@1, PERR, mAP in both conventions (G-TF1: mean over classes that have
-positives; G-TF2: sum over all V classes / V) and the loss; ``--json`` prints the same
-as JSON; ``--plots DIR`` writes the precision-recall curve and per-class AP plots.
+Prints GAP@20, Hit@1, PERR, mAP in both conventions (the TF1 starter code's mean over classes
+that have positives, labelled G-TF1; the TF2 starter code's sum over all V classes / V, labelled
+G-TF2) and the loss; ``--json`` prints the same as JSON; ``--plots DIR`` writes the
+precision-recall curve and per-class AP plots.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Rule for ``precision="auto"``: bf16 on CUDA devices that support it
 (``torch.cuda.is_bf16_supported()``) and on CPUs with AMX (``amx_bf16`` in the CPU flags:
-bf16 GEMMs at 6x the fp32 rate on Sapphire Rapids, perf.md §2); fp32 everywhere else.
+bf16 GEMMs measured at ~6x the fp32 rate on a Sapphire Rapids VM); fp32 everywhere else.
 CPUs with ``avx512_bf16`` but no AMX get fp32: on such a 2-vCPU VM torch 2.13's bf16 GEMM
 measured 44 GFLOP/s against 89 for fp32 (n=2048, same run), so bf16 would be slower.
 ``--precision bf16`` still forces it.

@@ -6,7 +6,7 @@ Video level (2017/2018 challenges)::
     vid1,12 0.981234 7 0.5 ...
 
 one row per video with its top-k (default 20) ``class score`` pairs, scores
-descending, formatted with ``%g`` (6 significant digits, as the Google starter
+descending, formatted with ``%g`` (6 significant digits, as the TF1 starter
 code). With ``class_names`` a third column ``LabelNames`` lists the names of
 the same classes joined by ``|`` — handy for reading, not accepted by Kaggle.
 
@@ -219,7 +219,7 @@ def read_segment_submission(path: str | os.PathLike) -> dict[int, list[str]]:
     """Parse a ``Class,Segments`` CSV into ``{class_id: [segment ids]}``.
 
     The header line is skipped (the starter code's evaluator chokes on it,
-    google/youtube-8m #100) and trailing newlines / blanks are stripped.
+    google/youtube-8m issue #100) and trailing newlines / blanks are stripped.
     """
     ranked: dict[int, list[str]] = {}
     with open(path, encoding="utf-8") as handle:

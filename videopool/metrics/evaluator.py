@@ -122,8 +122,8 @@ class StreamingEvaluator:
         """All metrics so far.
 
         Returns a dict with ``gap``, ``hit_at_1``, ``perr``, ``map`` (mean over classes
-        with positives — Google starter code), ``map_all_classes`` (sum over all V
-        classes / V — TF Model Garden), ``loss`` (None if never given), ``num_videos``,
+        with positives — TF1 starter code), ``map_all_classes`` (sum over all V
+        classes / V — TF2 starter code), ``loss`` (None if never given), ``num_videos``,
         ``num_positives``, ``num_classes_with_positives``, ``top_k``, and the arrays
         ``per_class_ap`` (float64 ``[V]``, 0 for classes without positives) and
         ``class_positive_counts`` (int64 ``[V]``) for plots.

@@ -8,7 +8,7 @@ Tie orders (``tie_order`` argument of the public metrics):
   positives. The result is a deterministic lower bound that does not depend on
   the order in which videos arrive, on batch boundaries, or on how videos are
   split across DDP ranks. Without ties it equals every other order.
-* ``"tf1"``: replays the Google starter code (``average_precision_calculator``):
+* ``"tf1"``: replays the TF1 starter code (``average_precision_calculator``):
   a ``heapq`` of ``(score, label)`` tuples filled in the starter code's
   insertion order, a ``random.seed(0)`` shuffle, then a stable descending sort.
   See ``docs/metrics.md`` for what is and is not bit-exact.
@@ -120,7 +120,7 @@ def precision_sum(ranked: np.ndarray) -> float:
 
 
 def tf1_ranked_labels(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Labels in the rank order the Google starter code produces (slow, pure Python).
+    """Labels in the rank order the TF1 starter code produces (slow, pure Python).
 
     ``scores``/``labels`` must be in the starter code's insertion order. The
     starter code pushes ``(score, label)`` tuples onto a heap (no pops when

@@ -1,6 +1,6 @@
 """Segment-level mAP@N of the 2019 YouTube-8M Segments challenge (Kaggle metric).
 
-Replays ``segment_eval_inference.py`` of the Google starter code:
+Replays ``segment_eval_inference.py`` of the TF1 starter code (google/youtube-8m):
 
 1. For each class ``c`` in the submission, keep the first ``top_n`` segment ids
    (``videoId:startFrame``) of its ranked list.

@@ -7,9 +7,9 @@
   global list; AP of that list with *all* positive labels of ``Y`` as denominator.
 * **Per-class AP / mAP** — for class ``c`` the list is the pairs of class ``c`` that
   made some video's top-``k``; denominator = all positives of class ``c``.
-  ``empty_classes="drop"`` averages over classes with at least one positive (Google
-  starter code, 2019); ``"zero"`` sums over all ``V`` classes and divides by ``V``
-  (TF Model Garden ``official/projects/yt8m``, and the 2017 starter code).
+  ``empty_classes="drop"`` averages over classes with at least one positive (TF1
+  starter code, 2019 version); ``"zero"`` sums over all ``V`` classes and divides by ``V``
+  (TF2 starter code ``official/projects/yt8m``, and the 2017 version of the TF1 starter code).
 
 Arrays may be numpy or torch (any device); labels > 0 are positives; scores are
 ranked as float32. For streaming over a large set use
@@ -155,8 +155,8 @@ def global_average_precision(
 
 
 def reduce_class_aps(per_class_ap: Any, class_positive_counts: Any, empty_classes: str = "drop") -> float:
-    """mAP from per-class APs: ``"drop"`` = mean over classes with positives (G-TF1),
-    ``"zero"`` = sum over all classes / V (G-TF2). 0.0 when nothing is left to average."""
+    """mAP from per-class APs: ``"drop"`` = mean over classes with positives (TF1 starter code),
+    ``"zero"`` = sum over all classes / V (TF2 starter code). 0.0 when nothing is left to average."""
     ap = np.asarray(per_class_ap, dtype=np.float64)
     counts = np.asarray(class_positive_counts)
     if empty_classes == "drop":
@@ -194,9 +194,9 @@ def mean_average_precision(
 ) -> float:
     """Mean of :func:`per_class_average_precision` under one of the two conventions.
 
-    ``empty_classes="drop"``: classes without positives are left out (Google
+    ``empty_classes="drop"``: classes without positives are left out (TF1
     starter code 2019, WILLOW/NeXtVLAD eval). ``"zero"``: they count as AP 0 and
-    the sum is divided by V (TF Model Garden). On small evaluation sets the two
+    the sum is divided by V (TF2 starter code). On small evaluation sets the two
     differ a lot; say which one you report.
     """
     scores, truth = check_matrices(predictions, labels)

@@ -1,11 +1,11 @@
 """Adam, the staircase learning-rate decay, gradient clipping, and bf16 master weights.
 
 * Adam with TF's defaults (β₁ 0.9, β₂ 0.999, ε 1e-8), ``fused=True`` where torch has it
-  (Adam is memory bound, ~20% of a bf16 step: perf.md finding 4).
+  (Adam is memory bound: measured at ~20% of a bf16 training step on CPU).
 * ``lr = base · decay ^ floor(examples_seen / decay_examples)`` (TF1 ``exponential_decay``
-  with ``staircase=True`` counted in examples, spec §7.2).
+  with ``staircase=True``, the step counter counted in examples as in the TF1 starter code and WILLOW).
 * Clipping ``per_tensor`` (TF1: each gradient ``g *= min(1, c/‖g‖)``) or ``global``
-  (``clip_grad_norm_`` over all parameters, G-TF2).
+  (``clip_grad_norm_`` over all parameters, as in the TF2 starter code).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def clip_gradients(params: Iterable[torch.Tensor], max_norm: float, mode: str = 
     """Clip gradients in place.
 
     ``per_tensor``: every gradient independently, ``g *= min(1, max_norm / ‖g‖)``
-    (TF ``clip_by_norm`` per variable, as in G-TF1/WILLOW); ``global``: one factor for
+    (TF ``clip_by_norm`` per variable, as in the TF1 starter code and WILLOW); ``global``: one factor for
     all gradients from their joint norm; ``none`` or ``max_norm <= 0``: nothing.
     """
     if mode not in CLIP_MODES:
