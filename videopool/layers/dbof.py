@@ -1,4 +1,5 @@
-"""Deep Bag-of-Frames pooling (G-TF1 ``DbofModel`` cluster layer, WILLOW ``DBoF``), spec §4.6."""
+"""Deep Bag-of-Frames pooling (the TF1 starter code's ``DbofModel`` cluster layer, WILLOW ``DBoF``), from
+Abu-El-Haija et al., "YouTube-8M: A Large-Scale Video Classification Benchmark" (arXiv 1609.08675)."""
 
 from __future__ import annotations
 
@@ -20,13 +21,13 @@ class DBoF(ClusterProjection):
     """Per-frame up-projection to K "clusters", activation, then pooling over the real frames.
 
         h_n = act(BN(x_n W_c))                      (W_c = cluster_weights [D, K] ~ N(0, 1/D))
-        v   = max_n h_n                             (pooling="max", G-TF1 default)
-        v   = mean_n h_n                            (pooling="average", G-TF2 default)
+        v   = max_n h_n                             (pooling="max", TF1 starter code default)
+        v   = mean_n h_n                            (pooling="average", TF2 starter code default)
         v   = [L2(mean_n h_n), L2(max_n h_n)]       (pooling="max_average", WILLOW ``DbofModelLF``)
 
     Without BN a bias ``cluster_biases [K]`` ~ N(0, 1/D) is added instead. ``activation`` is one of
-    ``relu``, ``relu6``, ``sigmoid`` (G-TF1 default) or ``none`` — WILLOW's released ``DbofModelLF`` applies no
-    activation (spec P7), so reproduce it with ``activation="none", pooling="max_average"``. The hidden FC that
+    ``relu``, ``relu6``, ``sigmoid`` (TF1 starter code default) or ``none`` — WILLOW's released ``DbofModelLF`` applies no
+    activation (it compares the activation with the strings 'relu'/'glu', which never match), so reproduce it with ``activation="none", pooling="max_average"``. The hidden FC that
     follows in the reference models belongs to the model, not to this layer.
 
     Shapes: ``frames [B, N, D]``, ``mask [B, N]`` → ``[B, K]`` (``[B, 2K]`` for max_average). Parameters:

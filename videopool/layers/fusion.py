@@ -4,7 +4,8 @@ Every fusion layer is built from an ordered mapping ``{modality: pooled size}`` 
 ``{modality: Tensor [B, d_i]}``; the mapping's order fixes the concatenation order (rgb before audio in
 the published models). Each exposes ``output_size``.
 
-The three variants are the ones compared by the MFB paper (seed 003, Tables 1–3): plain concatenation,
+The three variants are the ones compared by Liu, Yuan, Wang, "Towards Good Practices for Multi-modal Fusion in
+Large-scale Video Classification" (arXiv 1809.05848, Tables 1–3): plain concatenation,
 FC-concatenation (a linear projection per modality, then concatenation, with the same weight shapes as
 MFB so the comparison has equal parameters) and multi-modal factorized bilinear pooling (Yu et al. 2017).
 """
@@ -48,7 +49,7 @@ class ConcatFusion(nn.Module):
 
 
 class FCConcatFusion(nn.Module):
-    """Per-modality fully-connected projection, then concatenation (seed 003 "FC + Concatenation").
+    """Per-modality fully-connected projection, then concatenation (Liu et al. 2018, "FC + Concatenation").
 
     ``y = [act(x_1 U_1 + b_1), act(x_2 U_2 + b_2), …]`` with ``U_m [d_m, P]``. The paper gives the FC
     layers "the same parameter settings" as MFB, so the default ``projection_size`` is MFB's
@@ -78,7 +79,8 @@ class FCConcatFusion(nn.Module):
 
 
 class MFBFusion(nn.Module):
-    """Multi-modal Factorized Bilinear pooling (Yu et al. 2017; seed 003 §3.1; spec §4.15).
+    """Multi-modal Factorized Bilinear pooling (Yu et al. 2017, arXiv 1708.01471, as Liu et al. 2018
+    adapt it to audio and video, arXiv 1809.05848 §3.1).
 
     With two modalities ``x_v [B, D_v]``, ``x_a [B, D_a]``, ``U [D_v, k·o]``, ``W [D_a, k·o]`` (+ biases)::
 

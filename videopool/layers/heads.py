@@ -113,7 +113,7 @@ class LogisticClassifier(nn.Module):
         return probabilities
 
     def regularization_loss(self) -> torch.Tensor:
-        """``λ/2 · ΣW²`` over the weight matrix (the bias is not regularised, as in G-TF1)."""
+        """``λ/2 · ΣW²`` over the weight matrix (the bias is not regularised, as in the TF1 starter code)."""
         return 0.5 * self.l2_penalty * _l2(self.weight)
 
     def extra_repr(self) -> str:

@@ -1,4 +1,5 @@
-"""NetFV, the trainable Fisher-vector encoding of WILLOW/LOUPE, spec §4.3."""
+"""NetFV, the trainable Fisher-vector encoding of WILLOW/LOUPE (Miech et al., "Learnable pooling with Context Gating
+for video classification", arXiv 1706.06905)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class NetFV(SoftAssignmentPooling):
         F2 = (S2 + s⊙C² − 2·S1⊙C) / σ² − s;    flatten; global L2
         v  = [F1, F2]
 
-    The reference code applies no intra-normalisation to F2 (LOUPE issue #4, spec P5); the released models were
+    The reference code applies no intra-normalisation to F2 (LOUPE issue #4); the released models were
     trained that way, so it is the default. ``second_order_intra_norm=True`` normalises each F2 cluster over D
     as the paper intends.
 

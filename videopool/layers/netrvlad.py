@@ -1,4 +1,4 @@
-"""NetRVLAD, the residual-less NetVLAD of WILLOW (``--lightvlad``) and LOUPE, spec §4.2."""
+"""NetRVLAD, the residual-less NetVLAD of WILLOW (``--lightvlad``) and LOUPE (Miech et al., arXiv 1706.06905)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Normalisation primitives shared by the pooling layers.
 
 * :func:`l2_normalize` follows TensorFlow's ``tf.nn.l2_normalize``: the epsilon bounds the *squared* norm
-  (spec §0/§15), so the published TF models and videopool agree on tiny vectors too.
+  (``x / sqrt(max(Σx², eps))``, where ``F.normalize`` clamps the norm itself), so the published TF models and videopool agree on tiny vectors too.
 * :class:`MaskedBatchNorm1d` is a ``BatchNorm1d`` whose batch statistics ignore padded frames.
 """
 
@@ -52,12 +52,12 @@ class MaskedBatchNorm1d(nn.BatchNorm1d):
       into a later sum.
     * Eval: the running statistics are used for every row; padded rows are again set to zero.
 
-    Defaults follow TF-slim (``decay=0.999, epsilon=1e-3``, spec §2.3); pass ``momentum=0.01`` for Keras.
+    Defaults follow TF-slim (``decay=0.999, epsilon=1e-3``); pass ``momentum=0.01`` for Keras.
     Parameter and buffer names (``weight``, ``bias``, ``running_mean``, ``running_var``) map one-to-one onto
     TF's ``gamma``, ``beta``, ``moving_mean``, ``moving_variance``.
 
     The real rows are gathered into one contiguous ``[R, C]`` tensor before the fused ``F.batch_norm``: batch
-    norm on a strided view is about 20x slower in backward on CPU (perf.md finding 2). With no mask, or a mask
+    norm on a strided view is about 20x slower in backward on CPU (measured: 559 ms against 26 ms at [19200, 1024]). With no mask, or a mask
     that is all True, the gather/scatter is skipped. Under ``torch.compile`` the same statistics are computed
     with mask weights instead (no data-dependent shapes, so no graph break).
     """

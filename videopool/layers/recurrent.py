@@ -1,8 +1,8 @@
-"""Stacked LSTM / GRU pooling: the final recurrent state of the real frames, spec §4.8.
+"""Stacked LSTM / GRU pooling: the final recurrent state of the real frames (WILLOW, TF1 starter code).
 
 TensorFlow's cells keep one bias per layer (LSTM ``[4H]``, GRU gates ``[2H]`` + candidate ``[H]``) where
 ``nn.LSTM``/``nn.GRU`` keep two (``bias_ih`` and ``bias_hh``). To keep the trainable parameter count equal to the
-reference (spec §6.2) while staying on PyTorch's fused (and cuDNN) kernels, ``bias_hh_l*`` is turned from a
+reference (TF's ``BasicLSTMCell``/``GRUCell``) while staying on PyTorch's fused (and cuDNN) kernels, ``bias_hh_l*`` is turned from a
 parameter into a constant, non-persistent buffer and ``bias_ih_l*`` is the one trainable bias:
 
 * LSTM: the constant ``bias_hh`` holds TF's ``forget_bias`` (1.0) in the forget-gate slice and zeros elsewhere,
@@ -94,10 +94,10 @@ class LSTMPooling(_RecurrentPooling):
     mask lengths, like ``dynamic_rnn(sequence_length=num_frames)``).
 
     * ``output_states="all"``: ``[c_1, h_1, c_2, h_2, …]`` (WILLOW, ``state_is_tuple=False``) → ``2·L·H``.
-    * ``output_states="last_h"``: ``h_L`` of the last layer (G-TF1) → ``H``.
+    * ``output_states="last_h"``: ``h_L`` of the last layer (TF1 starter code) → ``H``.
 
     Shapes: ``frames [B, N, D]``, ``mask [B, N]`` (real frames first) → ``[B, output_size]``. Trainable
-    parameters per layer: ``(D_in + H)·4H + 4H`` (spec §6.2; D_in = D for layer 1, H above).
+    parameters per layer: ``(D_in + H)·4H + 4H`` (as TF counts them; D_in = D for layer 1, H above).
     """
 
     def __init__(
@@ -136,7 +136,7 @@ class GRUPooling(_RecurrentPooling):
     * ``output_states="last_h"``: ``h_L`` → ``H``.
 
     Shapes: ``frames [B, N, D]``, ``mask [B, N]`` (real frames first) → ``[B, output_size]``. Trainable
-    parameters per layer: ``(D_in + H)·3H + 3H`` (spec §6.2). The reset gate follows PyTorch's convention
+    parameters per layer: ``(D_in + H)·3H + 3H`` (as TF counts them). The reset gate follows PyTorch's convention
     (see the module docstring).
     """
 

@@ -1,4 +1,5 @@
-"""Soft Deep Bag-of-Words (WILLOW ``SoftDBoF``, LOUPE ``SoftDBoW``) and its gated variant, spec §4.4–4.5."""
+"""Soft Deep Bag-of-Words (WILLOW ``SoftDBoF``, LOUPE ``SoftDBoW``) and its gated variant
+(Miech et al., arXiv 1706.06905)."""
 
 from __future__ import annotations
 

@@ -1,12 +1,12 @@
 """Losses on class probabilities (the models end in a sigmoid/MoE, not in logits).
 
-TF1 starter code / WILLOW (spec §7.1)::
+TF1 starter code / WILLOW::
 
     L = mean_b  Σ_c  -[ y·log(p + ε) + (1 - y)·log(1 - p + ε) ],   ε = 1e-5
 
-summed over classes ("bce_sum"); G-TF2 and CESHINE average over classes instead
+summed over classes ("bce_sum"); the TF2 starter code and CESHINE average over classes instead
 ("bce_mean"), which makes the loss ~V times smaller and changes how much the L2
-regularizers and gradient clipping weigh (pitfall P12).
+regularizers and gradient clipping weigh.
 """
 
 from __future__ import annotations
