@@ -1,12 +1,18 @@
-"""ModelConfig / Recipe parsing: round trips, strict keys with closest-match hints, overrides."""
+"""ModelConfig parsing: round trips, strict keys with closest-match hints, choice lists read from the
+implementing modules, overrides (dotted, nested, the explicit alias table) and explicit YAML loading."""
 
 import dataclasses
 
 import pytest
 import yaml
 
-from videopool.models import ConfigError, ModelConfig, Recipe, apply_overrides, get_model_config, load_config_file
-from videopool.models.overrides import resolve_key
+from videopool.layers.activations import ACTIVATIONS
+from videopool.layers.fusion import FUSION_STAGES, FUSIONS, MFB_NORMALIZATIONS
+from videopool.layers.gating import GATINGS
+from videopool.layers.heads import HEADS
+from videopool.models import ALIASES, ConfigError, ModelConfig, apply_overrides, get_model_config, load_config
+from videopool.models.config import HIDDEN_INITS
+from videopool.models.overrides import override_keys, resolve_key
 
 
 def test_dict_round_trip_is_lossless():
@@ -22,11 +28,11 @@ def test_yaml_round_trip_preserves_modality_order(tmp_path):
     config = ModelConfig(modalities={"audio": 128, "rgb": 1024})
     path = tmp_path / "model.yaml"
     path.write_text(yaml.safe_dump({"model": config.to_dict()}, sort_keys=False))
-    loaded = load_config_file(path)
+    loaded = load_config(path)
     assert loaded.name == "model"
     assert loaded.model == config
     assert list(loaded.model.modalities) == ["audio", "rgb"]
-    assert loaded.recipe == Recipe()
+    assert loaded.recipe == {}
 
 
 @pytest.mark.parametrize(
@@ -73,51 +79,100 @@ def test_config_file_errors_name_the_file_and_key(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("model: {pooling: {type: netvlad}}\nrecipie: {batch_size: 4}\n")
     with pytest.raises(ConfigError, match=r"mine\.yaml.*'recipie'.*'recipe'"):
-        load_config_file(path)
-    path.write_text("model: {}\nrecipe: {learning_rat: 0.1}\n")
-    with pytest.raises(ConfigError, match=r"mine\.yaml.*recipe\.learning_rat.*learning_rate"):
-        load_config_file(path)
-    path.write_text("model: {}\nrecipe: {loss: bce_total}\n")
-    with pytest.raises(ConfigError, match="bce_sum"):
-        load_config_file(path)
+        load_config(path)
+    path.write_text("model: {pooling: {type: netvlad, cluster_sise: 4}}\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml.*pooling\.cluster_sise.*cluster_size"):
+        load_config(path)
+    path.write_text("recipe: {batch_size: 4}\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml: missing the 'model' section"):
+        load_config(path)
+    path.write_text("model: {}\nrecipe: [batch_size, 4]\n")
+    with pytest.raises(ConfigError, match=r"mine\.yaml: 'recipe' must be a mapping"):
+        load_config(path)
+    with pytest.raises(FileNotFoundError, match="nothing.yaml"):
+        load_config(tmp_path / "nothing.yaml")
 
 
-def test_recipe_has_exactly_the_training_keys():
-    assert [f.name for f in dataclasses.fields(Recipe)] == [
-        "batch_size", "learning_rate", "lr_decay", "lr_decay_examples", "clip_gradient_norm", "clip_mode",
-        "loss", "frame_selection", "num_frames", "max_steps", "regularization_penalty",
-    ]  # fmt: skip
+def test_load_config_keeps_the_recipe_as_data_for_training_to_validate(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("model: {modalities: {rgb: 8}, pooling: {type: average}}\n"
+                    "recipe: {batch_size: 4, clip_mode: none}\nsmall: {num_classes: 3}\n")
+    named = load_config(path)
+    assert named.name == "mine" and named.recipe == {"batch_size": 4, "clip_mode": "none"}
+    assert named.small_overrides == {"num_classes": 3}
+    assert named.to_dict()["recipe"] == named.recipe
 
 
-def test_overrides_dotted_nested_and_shortcut_are_equivalent():
+@pytest.mark.parametrize(
+    "data, field, choices",
+    [
+        ({"fusion": {"stage": "middle"}}, "fusion.stage", FUSION_STAGES),
+        ({"fusion": {"type": "sum"}}, "fusion.type", FUSIONS),
+        ({"fusion": {"normalization": "l2"}}, "fusion.normalization", MFB_NORMALIZATIONS),
+        ({"fusion": {"activation": "gelu"}}, "fusion.activation", ACTIVATIONS),
+        ({"hidden": {"activation": "gelu"}}, "hidden.activation", ACTIVATIONS),
+        ({"hidden": {"init": "he"}}, "hidden.init", HIDDEN_INITS),
+        ({"gating": {"type": "film"}}, "gating.type", GATINGS),
+        ({"classifier": {"type": "svm"}}, "classifier.type", HEADS),
+    ],
+)
+def test_choice_errors_list_the_implementing_modules_choices(data, field, choices):
+    with pytest.raises(ConfigError) as info:
+        ModelConfig.from_dict(data)
+    value = next(iter(next(iter(data.values())).values()))
+    assert f"{field} = {value!r} is not one of {list(choices)}" in str(info.value)
+
+
+def test_overrides_dotted_nested_and_alias_are_equivalent():
     base = get_model_config("gated_netvlad_256").to_dict()
     dotted = apply_overrides(base, {"pooling.cluster_size": 16, "hidden.size": 32})
     nested = apply_overrides(base, {"pooling": {"cluster_size": 16}, "hidden": {"size": 32}})
-    shortcut = apply_overrides(base, {"cluster_size": 16, "size": 32})
-    assert dotted == nested == shortcut
+    aliased = apply_overrides(base, {"cluster_size": 16, "hidden.size": 32})
+    assert dotted == nested == aliased
+    assert dotted["pooling"]["cluster_size"] == 16 and dotted["hidden"]["size"] == 32
     assert dotted["pooling"]["cluster_size_divisor"] == {"audio": 2}  # nested merge keeps siblings
     assert base["pooling"]["cluster_size"] == 256  # the input is not mutated
-    assert apply_overrides(base, {"gating_type": "none"})["gating"]["type"] == "none"
     options = apply_overrides(base, {"pooling.options.couple_weights": True})["pooling"]["options"]
     assert options == {"couple_weights": True}
+
+
+def test_the_alias_table_is_small_explicit_and_points_at_real_fields():
+    assert ALIASES == {
+        "cluster_size": "pooling.cluster_size",
+        "cluster_size_divisor": "pooling.cluster_size_divisor",
+        "num_mixtures": "classifier.num_mixtures",
+    }
+    for alias, path in ALIASES.items():
+        assert resolve_key(alias) == path
+        assert path in override_keys() and "." not in alias
+    base = ModelConfig().to_dict()
+    assert apply_overrides(base, {"num_mixtures": 4})["classifier"]["num_mixtures"] == 4
+    assert apply_overrides(base, {"cluster_size_divisor": {"audio": 8}})["pooling"]["cluster_size_divisor"] == {
+        "audio": 8}
 
 
 @pytest.mark.parametrize(
     "key, message",
     [
-        ("type", "ambiguous.*pooling.type"),
-        ("hidden_size", "ambiguous.*hidden.size"),
-        ("dropout", "ambiguous.*fusion.dropout"),
-        ("clusters_size", "did you mean 'cluster_size'"),
-        ("pooling.clustersize", "did you mean 'pooling.cluster_size'"),
+        # former schema-computed leaf shortcuts are gone; the error shows the dotted path to use
+        ("size", r"unknown model key 'size'; did you mean 'hidden.size'\?"),
+        ("gating_type", r"unknown model key 'gating_type'; did you mean 'gating.type'\?"),
+        ("l2_penalty", r"did you mean 'classifier.l2_penalty'\?"),
+        ("type", r"one of 'pooling.type', 'fusion.type', 'gating.type', 'classifier.type'\?"),
+        ("hidden_size", r"one of 'pooling.hidden_size', 'hidden.size'\?"),
+        ("dropout", r"one of 'fusion.dropout', 'hidden.dropout'\?"),
+        ("clusters_size", r"did you mean 'pooling.cluster_size'\?"),
+        ("pooling.clustersize", r"did you mean 'pooling.cluster_size'\?"),
     ],
 )
-def test_ambiguous_and_unknown_override_keys_are_errors(key, message):
+def test_unknown_override_keys_show_the_dotted_path_to_use(key, message):
     with pytest.raises(ConfigError, match=message):
         resolve_key(key)
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(ModelConfig().to_dict(), {key: 1})
 
 
 def test_nested_override_with_unknown_key_is_an_error():
     base = ModelConfig().to_dict()
-    with pytest.raises(ConfigError, match="pooling.clusters.*cluster_size"):
+    with pytest.raises(ConfigError, match="pooling.clusters.*did you mean 'pooling.cluster_size'"):
         apply_overrides(base, {"pooling": {"clusters": 4}})

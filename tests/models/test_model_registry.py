@@ -77,9 +77,14 @@ def test_create_model_overrides_and_unknown_override():
     assert model.config.num_classes == 200 and model.output_size == 200
     assert model.poolings["rgb"].pooling.cluster_size == 16 and model.poolings["audio"].pooling.cluster_size == 8
     assert model.hidden.output_size == 64
+    nested = create_model("gated_netvlad_256", num_classes=200, pooling={"cluster_size": 16}, hidden={"size": 64},
+                          device="meta")
+    assert nested.config == model.config
     assert create_model("gated_netvlad_256_small", num_classes=None, device="meta").config.num_classes == 3862
     with pytest.raises(ConfigError, match="did you mean 'num_classes'"):
         create_model("gated_netvlad_256", num_clases=200)
+    with pytest.raises(ConfigError, match="unknown model key 'size'; did you mean 'hidden.size'"):
+        create_model("gated_netvlad_256", size=64)
 
 
 def test_recipes_follow_the_papers():
@@ -105,14 +110,29 @@ def test_checkpoint_config_dict_rebuilds_an_identical_model():
     assert rebuilt.config == model.config
 
 
-def test_create_model_from_yaml_path(tmp_path):
+def test_a_yaml_file_is_loaded_explicitly_with_load_config(tmp_path):
+    from videopool.models import NamedConfig, load_config
+
     path = tmp_path / "tiny.yaml"
     path.write_text(
         "model:\n  num_classes: 5\n  modalities: {rgb: 8}\n  pooling: {type: average}\n"
         "  classifier: {type: logistic}\nrecipe: {batch_size: 4}\n"
     )
-    model = create_model(str(path))
+    named = load_config(path)
+    assert isinstance(named, NamedConfig) and named.name == "tiny" and named.recipe == {"batch_size": 4}
+    model = create_model(named)
     assert model(({"rgb": torch.randn(2, 3, 8)})).shape == (2, 5)
+    assert create_model(named, num_classes=7, device="meta").output_size == 7
+    assert create_model(load_config(str(path)), device="meta").config == named.model
+
+
+def test_a_yaml_path_is_not_a_model_name(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text("model:\n  modalities: {rgb: 8}\n  pooling: {type: average}\n")
+    with pytest.raises(UnknownModelError, match=r"unknown model '.*tiny\.yaml'.*load_config\(.*--config"):
+        create_model(str(path))
+    with pytest.raises(TypeError, match="load_config"):
+        create_model(path)  # a pathlib.Path
 
 
 def test_register_config_adds_the_name_and_its_small_twin():
@@ -131,6 +151,13 @@ def test_register_config_adds_the_name_and_its_small_twin():
         _REGISTRY.pop("my_netvlad_small", None)
 
 
-def test_create_model_accepts_a_whole_config_file_dict():
+def test_create_model_accepts_a_named_config_and_rejects_a_file_layout_dict():
+    from videopool.models import NamedConfig
+
     data = get_named_config("avgpool_logistic").to_dict()
-    assert create_model(data, device="meta").config == get_named_config("avgpool_logistic").model
+    named = NamedConfig.from_dict(data, "avgpool_logistic")
+    assert named == get_named_config("avgpool_logistic")
+    assert create_model(named, device="meta").config == get_named_config("avgpool_logistic").model
+    assert create_model(data["model"], device="meta").config == named.model  # a model-config dict
+    with pytest.raises(ConfigError, match=r"config-file layout.*NamedConfig\.from_dict"):
+        create_model(data)

@@ -5,7 +5,7 @@ import json
 import yaml
 
 from videopool.cli.main import main
-from videopool.models import get_model_config, load_config_file
+from videopool.models import get_model_config, load_config
 
 
 def test_models_json_lists_parameter_counts(capsys):
@@ -30,7 +30,7 @@ def test_models_show_prints_a_loadable_yaml(capsys, tmp_path):
     assert data["model"]["fusion"]["type"] == "mfb" and data["recipe"]["batch_size"] == 128
     path = tmp_path / "copy.yaml"
     path.write_text(text)
-    assert load_config_file(path).model == get_model_config("mfb_avgpool_mfb")
+    assert load_config(path).model == get_model_config("mfb_avgpool_mfb")
     assert get_model_config("mfb_avgpool_mfb_small").fusion.output_size == 100
     assert main(["models", "--show", "mfb_avgpool_mf"]) == 2
     assert "did you mean 'mfb_avgpool_mfb'" in capsys.readouterr().err

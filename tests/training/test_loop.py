@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from tests.tiny_run import MODEL, NUM_CLASSES, resume_tiny, train_settings, train_tiny
+from videopool.core.schema import ConfigError
 from videopool.data import RecordError
 from videopool.models.checkpoint import read_info, read_weights
 from videopool.training import NonFiniteLossError, build_config, num_classes_for, train
@@ -92,7 +93,7 @@ def test_nan_loss_stops_with_step_and_batch_ids(tiny_data, tmp_path):
 
 
 def test_unknown_config_key_names_the_closest_key(tiny_data, tmp_path):
-    with pytest.raises(KeyError, match="Did you mean 'clip_mode'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'clip_mod'; did you mean 'clip_mode'\?"):
         build_config(MODEL, None, train_settings(tiny_data, num_classes=NUM_CLASSES, max_steps=1,
                                                  clip_mod="global"), str(tmp_path / "r"))
 

@@ -3,19 +3,44 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 
 
+class LazyChoices(Sequence):
+    """An argparse ``choices`` list read from the module that defines it only when a value is checked or help is
+    printed: every subcommand's parser is built at start-up, and modules that import torch must not be loaded then."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self._where = (module, name)
+
+    @functools.cached_property
+    def _choices(self) -> tuple[str, ...]:
+        module, name = self._where
+        return tuple(getattr(importlib.import_module(module), name))
+
+    def __getitem__(self, index):
+        return self._choices[index]
+
+    def __len__(self) -> int:
+        return len(self._choices)
+
+
 def add_inference_options(p: argparse.ArgumentParser) -> None:
     """Frame sampling, batch size and the options of :func:`videopool.inference.run_inference`."""
-    p.add_argument("--sampling", choices=["all", "uniform", "random"], default="all",
-                   help="frames fed to the model: all real frames with the mask (default, deterministic), "
-                        "uniform, or random with replacement as the reference code does at test time")
+    from videopool.core.precision import PRECISIONS
+
+    p.add_argument("--sampling", choices=LazyChoices("videopool.inference.predict", "EVAL_SAMPLINGS"),
+                   default="all", metavar="SAMPLING",
+                   help="frames fed to the model (%(choices)s): all real frames with the mask (default, "
+                        "deterministic), uniform, or random with replacement as the reference code does at test time")
     p.add_argument("--num-frames", type=int, default=None, help="frames per video (default: the training value)")
     p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="fp32",
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default, exact) or bf16 weights (faster where bf16 matmuls are, e.g. AMX or GPU)")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=None,

@@ -25,6 +25,8 @@ _FLAGS = {
 
 
 def add_parser(subparsers) -> None:
+    from videopool.core.precision import PRECISIONS
+
     p = subparsers.add_parser("train", help="train a model", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", help="named model (see `videopool models`); not needed with --resume")
@@ -38,7 +40,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--lr", type=float, help="base learning rate")
     p.add_argument("--max-steps", type=int)
     p.add_argument("--epochs", type=int)
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="auto: bf16 on CPUs with AMX (not avx512_bf16 alone) and bf16-capable GPUs, else fp32")
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int)

@@ -16,10 +16,25 @@ class ConfigError(ValueError):
     """A configuration is malformed: unknown key, wrong type, or an invalid value."""
 
 
+def closest(word: str, choices: typing.Iterable[str]) -> str | None:
+    """The closest of ``choices`` to ``word`` (difflib, cutoff 0.5), or None."""
+    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.5)
+    return close[0] if close else None
+
+
+def suggestion(candidates: typing.Sequence[str]) -> str:
+    """``"; did you mean 'x'?"`` (or ``"... one of 'x', 'y'?"``) for ``candidates``; empty if there are none."""
+    if not candidates:
+        return ""
+    if len(candidates) == 1:
+        return f"; did you mean {candidates[0]!r}?"
+    return f"; did you mean one of {', '.join(repr(c) for c in candidates)}?"
+
+
 def closest_hint(word: str, choices: typing.Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` for the closest of ``choices``, or an empty string."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.5)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    match = closest(word, choices)
+    return suggestion([match] if match is not None else [])
 
 
 def check_choice(path: str, value: object, choices: typing.Iterable[str]) -> None:
@@ -74,6 +89,21 @@ def _coerce(value: Any, kind: Any, where: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{where} may not be null")
+    if origin is tuple:
+        args = typing.get_args(kind)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        items = list(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(item, args[0], f"{where}[{i}]") for i, item in enumerate(items))
+        if len(items) != len(args):
+            raise ConfigError(f"{where} must be a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(item, arg, f"{where}[{i}]") for i, (item, arg) in enumerate(zip(items, args)))
+    if origin is list:
+        (item_kind,) = typing.get_args(kind)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {value!r}")
+        return [_coerce(item, item_kind, f"{where}[{i}]") for i, item in enumerate(value)]
     if origin is dict:
         key_kind, value_kind = typing.get_args(kind)
         if not isinstance(value, Mapping):

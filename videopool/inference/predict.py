@@ -105,6 +105,7 @@ def static_frame_count(frames: dict[str, torch.Tensor], mask: torch.Tensor,
 
 
 MAX_FRAMES = 300  # YouTube-8M's extractor keeps at most 300 one-second frames
+EVAL_SAMPLINGS = ("all", "uniform", "random")  # inference frame sampling: every real frame (masked) or a strategy
 
 
 def inference_num_frames(sampling: str, requested: int | None, trained: int | None) -> int:

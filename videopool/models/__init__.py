@@ -15,10 +15,9 @@ from videopool.models.config import (
     HiddenConfig,
     ModelConfig,
     PoolingConfig,
-    Recipe,
 )
 from videopool.models.losses import LOSSES, binary_cross_entropy_on_probabilities, binary_cross_entropy_per_video
-from videopool.models.overrides import apply_overrides
+from videopool.models.overrides import ALIASES, apply_overrides
 from videopool.models.registry import (
     NamedConfig,
     UnknownModelError,
@@ -28,7 +27,7 @@ from videopool.models.registry import (
     get_named_config,
     get_recipe,
     list_models,
-    load_config_file,
+    load_config,
     model_from_config_dict,
     register_config,
     resolve_config,
@@ -36,10 +35,10 @@ from videopool.models.registry import (
 
 
 __all__ = [
-    "LOSSES", "ClassifierConfig", "ConfigError", "FusionConfig", "GatingConfig", "HiddenConfig", "ModelConfig",
-    "NamedConfig", "PoolingConfig", "UnknownModelError", "VideoClassifier", "apply_overrides",
+    "ALIASES", "LOSSES", "ClassifierConfig", "ConfigError", "FusionConfig", "GatingConfig", "HiddenConfig",
+    "ModelConfig", "NamedConfig", "PoolingConfig", "UnknownModelError", "VideoClassifier", "apply_overrides",
     "binary_cross_entropy_on_probabilities", "binary_cross_entropy_per_video", "count_parameters", "create_model",
-    "find_checkpoint", "get_model_config", "get_named_config", "get_recipe", "list_models", "load_config_file",
+    "find_checkpoint", "get_model_config", "get_named_config", "get_recipe", "list_models", "load_config",
     "load_model", "load_weights_into", "model_from_config_dict", "read_info", "register_config", "resolve_config",
     "save_weights",
 ]  # fmt: skip

@@ -1,9 +1,10 @@
-"""Model and recipe configuration as data: dataclasses that round-trip through plain dicts and YAML.
+"""Model configuration as data: dataclasses that round-trip through plain dicts and YAML.
 
 A :class:`ModelConfig` describes a :class:`~videopool.models.classifier.VideoClassifier` completely; its
-``to_dict()`` is what checkpoints store and ``from_dict()`` rebuilds it. Parsing is strict: an unknown or
-misspelled key anywhere is an error that names the closest valid key, and values are type-checked.
-See ``docs/models.md`` for the schema.
+``to_dict()`` is what checkpoints store and ``from_dict()`` rebuilds it. Parsing is strict (the one parser,
+:func:`videopool.core.schema.parse_dataclass`): an unknown or misspelled key anywhere is an error that names
+the closest valid key, values are type-checked, and each choice list is read from the module that implements
+it. See ``docs/models.md`` for the schema.
 """
 
 from __future__ import annotations
@@ -12,21 +13,18 @@ import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
-from videopool.core.schema import ConfigError, closest_hint
-from videopool.core.schema import parse_dataclass as build_dataclass
+from videopool.core.schema import ConfigError, check_choice, closest_hint, parse_dataclass
+from videopool.layers.activations import ACTIVATIONS
+from videopool.layers.fusion import FUSION_STAGES, FUSIONS, MFB_NORMALIZATIONS
+from videopool.layers.gating import GATINGS
+from videopool.layers.heads import HEADS
 
 __all__ = [
-    "ACTIVATIONS", "ClassifierConfig", "ConfigError", "FusionConfig", "GatingConfig", "HiddenConfig",
-    "ModelConfig", "PoolingConfig", "Recipe", "build_dataclass", "closest_hint",
+    "HIDDEN_INITS", "ClassifierConfig", "ConfigError", "FusionConfig", "GatingConfig", "HiddenConfig",
+    "ModelConfig", "PoolingConfig",
 ]  # fmt: skip
 
-
-def _check_choice(path: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise ConfigError(f"{path} = {value!r} is not one of {list(choices)}{closest_hint(value, choices)}")
-
-
-ACTIVATIONS = ("none", "relu", "relu6", "sigmoid", "tanh")
+HIDDEN_INITS = ("xavier", "willow")  # implemented by VideoClassifier._hidden_init_std (videopool.models.classifier)
 
 
 @dataclass
@@ -98,10 +96,10 @@ class FusionConfig:
     activation: str = "none"
 
     def __post_init__(self) -> None:
-        _check_choice("fusion.stage", self.stage, ("late", "early"))
-        _check_choice("fusion.type", self.type, ("concat", "fc_concat", "mfb"))
-        _check_choice("fusion.normalization", self.normalization, ("relu", "signed_sqrt"))
-        _check_choice("fusion.activation", self.activation, ACTIVATIONS)
+        check_choice("fusion.stage", self.stage, FUSION_STAGES)
+        check_choice("fusion.type", self.type, FUSIONS)
+        check_choice("fusion.normalization", self.normalization, MFB_NORMALIZATIONS)
+        check_choice("fusion.activation", self.activation, ACTIVATIONS)
         if self.stage == "early" and self.type != "concat":
             raise ConfigError(
                 f"fusion.stage 'early' concatenates frames, so fusion.type must be 'concat', not {self.type!r}"
@@ -123,8 +121,8 @@ class HiddenConfig:
     dropout: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_choice("hidden.activation", self.activation, ACTIVATIONS)
-        _check_choice("hidden.init", self.init, ("xavier", "willow"))
+        check_choice("hidden.activation", self.activation, ACTIVATIONS)
+        check_choice("hidden.init", self.init, HIDDEN_INITS)
 
 
 @dataclass
@@ -136,7 +134,7 @@ class GatingConfig:
     remove_diagonal: bool = False
 
     def __post_init__(self) -> None:
-        _check_choice("gating.type", self.type, ("none", "context", "glu"))
+        check_choice("gating.type", self.type, GATINGS)
 
 
 @dataclass
@@ -150,7 +148,7 @@ class ClassifierConfig:
     prob_gating: bool = False
 
     def __post_init__(self) -> None:
-        _check_choice("classifier.type", self.type, ("moe", "logistic"))
+        check_choice("classifier.type", self.type, HEADS)
 
 
 @dataclass
@@ -200,34 +198,5 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "model config") -> "ModelConfig":
-        return build_dataclass(cls, data, source)
+        return parse_dataclass(cls, data, source)
 
-
-@dataclass
-class Recipe:
-    """The training recipe stored beside a named model (consumed by :mod:`videopool.training`).
-
-    Defaults are the WILLOW standard command (spec §5.2, §7): Adam lr 2e-4 decayed ×0.8 every 4M
-    examples, batch 80, per-tensor gradient clipping at 1.0, BCE summed over classes, 300 frames
-    sampled at random with replacement.
-    """
-
-    batch_size: int = 80
-    learning_rate: float = 2e-4
-    lr_decay: float = 0.8
-    lr_decay_examples: int = 4_000_000
-    clip_gradient_norm: float = 1.0
-    clip_mode: str = "per_tensor"
-    loss: str = "bce_sum"
-    frame_selection: str = "random"
-    num_frames: int = 300
-    max_steps: int = 700_000
-    regularization_penalty: float = 1.0
-
-    def __post_init__(self) -> None:
-        _check_choice("recipe.clip_mode", self.clip_mode, ("per_tensor", "global"))
-        _check_choice("recipe.loss", self.loss, ("bce_sum", "bce_mean"))
-        _check_choice("recipe.frame_selection", self.frame_selection, ("random", "uniform", "sequence", "all"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

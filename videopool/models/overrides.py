@@ -1,18 +1,15 @@
 """Applying overrides to a model config dict.
 
-An override key may be written three ways, all equivalent::
+An override key is the dotted path of a field, or a nested mapping merged into a section::
 
     {"pooling.cluster_size": 16}            # dotted path
     {"pooling": {"cluster_size": 16}}       # nested mapping (merged into the section)
-    {"cluster_size": 16}                    # a leaf name that occurs once in the schema
-    {"gating_type": "none"}                 # section_leaf, same as "gating.type"
+    {"pooling.options.groups": 8}           # a dotted key reaching one entry of a mapping-valued field
 
-Names that fit several fields (``type``, ``dropout``, ``activation``, ``add_batch_norm``, and
-``hidden_size``, which could mean ``hidden.size`` or the recurrent ``pooling.hidden_size``) are
-errors listing the candidates. Unknown keys are errors naming the closest valid key.
-A mapping given for a *section* (``pooling``, ``hidden``, ...) is merged into it; a mapping given
-for a mapping-valued *field* (``modalities``, ``pooling.options``, ...) replaces it, and a dotted
-key reaches one entry inside it (``pooling.options.groups``).
+plus the few explicit aliases of :data:`ALIASES` (``cluster_size`` means ``pooling.cluster_size``). There
+are no other shortcuts: ``size`` is an error that names ``hidden.size``, ``type`` one that lists every
+``*.type``. A mapping given for a *section* (``pooling``, ``hidden``, ...) is merged into it; a mapping
+given for a mapping-valued *field* (``modalities``, ``pooling.options``, ...) replaces it.
 """
 
 from __future__ import annotations
@@ -20,9 +17,17 @@ from __future__ import annotations
 import copy
 import typing
 from dataclasses import fields, is_dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
-from videopool.models.config import ConfigError, ModelConfig, closest_hint
+from videopool.core.schema import ConfigError, closest, suggestion
+from videopool.models.config import ModelConfig
+
+# The only short override names. Each is spelled out here, so a new field never changes what a key means.
+ALIASES: dict[str, str] = {
+    "cluster_size": "pooling.cluster_size",
+    "cluster_size_divisor": "pooling.cluster_size_divisor",
+    "num_mixtures": "classifier.num_mixtures",
+}
 
 
 def _schema(cls: type = ModelConfig, prefix: str = "") -> dict[str, str]:
@@ -46,37 +51,44 @@ _DICT_FIELDS = {path for path, kind in _SCHEMA.items() if kind == "mapping"}
 _LEAVES = [path for path, kind in _SCHEMA.items() if kind != "section"]
 
 
-def valid_override_keys() -> list[str]:
-    """All dotted paths plus the unambiguous leaf shortcuts."""
-    return sorted(set(_SCHEMA) | set(_shortcuts()))
-
-
-def _shortcuts() -> dict[str, str]:
-    by_name: dict[str, set[str]] = {}
-    for path in _LEAVES:
-        by_name.setdefault(path.rsplit(".", 1)[-1], set()).add(path)
-        by_name.setdefault(path.replace(".", "_"), set()).add(path)
-    return {name: next(iter(paths)) for name, paths in by_name.items() if len(paths) == 1 and name not in _SCHEMA}
+def override_keys() -> list[str]:
+    """Every dotted path (sections included) and alias an override may name."""
+    return sorted(set(_SCHEMA) | set(ALIASES))
 
 
 def resolve_key(key: str) -> str:
-    """The full dotted path an override key refers to."""
+    """The dotted path an override key refers to; :class:`ConfigError` showing the path to use if none."""
     if key in _SCHEMA:
         return key
+    if key in ALIASES:
+        return ALIASES[key]
     head = key
     while "." in head:  # a dotted key reaching into a mapping-valued field
         head = head.rsplit(".", 1)[0]
         if head in _DICT_FIELDS:
             return key
-    matches = [path for path in _LEAVES if path.rsplit(".", 1)[-1] == key or path.replace(".", "_") == key]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise ConfigError(f"override key {key!r} is ambiguous; write one of {', '.join(matches)}")
     raise ConfigError(
-        f"unknown override key {key!r}{closest_hint(key, valid_override_keys())} "
-        f"(valid dotted keys: {', '.join(path for path in _SCHEMA if path not in _SECTIONS)})"
+        f"unknown model key {key!r}{key_hint(key)} (model keys are dotted paths such as pooling.cluster_size, "
+        f"see docs/models.md; aliases: {', '.join(ALIASES)})"
     )
+
+
+def key_hint(key: str, extra: Iterable[str] = ()) -> str:
+    """``"; did you mean 'hidden.size'?"`` for an unknown key: the dotted path(s) whose leaf name or
+    ``section_leaf`` spelling is ``key``, else the closest dotted path, alias or one of ``extra``."""
+    spellings: dict[str, list[str]] = {}
+    for path in _LEAVES:
+        for spelling in (path.rsplit(".", 1)[-1], path.replace(".", "_")):
+            if path not in spellings.setdefault(spelling, []):
+                spellings[spelling].append(path)
+    exact = [path for path in spellings.get(key, []) if path != key]
+    if exact:
+        return suggestion(exact)
+    match = closest(key, sorted(set(_SCHEMA) | set(ALIASES) | set(extra)))
+    if match is not None:
+        return suggestion([ALIASES.get(match, match)])
+    match = closest(key, sorted(spellings))  # a misspelled leaf name: point at its dotted path
+    return suggestion(spellings[match]) if match is not None else ""
 
 
 def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -103,7 +115,9 @@ def _set(target: dict[str, Any], parts: list[str], value: Any) -> None:
         for sub_key, sub_value in value.items():
             if f"{full}.{sub_key}" not in _SCHEMA:
                 names = [p[len(full) + 1 :] for p in _SCHEMA if p.startswith(full + ".")]
-                raise ConfigError(f"unknown override key {full}.{sub_key}{closest_hint(str(sub_key), names)}")
+                match = closest(str(sub_key), names)
+                hint = suggestion([f"{full}.{match}"]) if match is not None else ""
+                raise ConfigError(f"unknown model key '{full}.{sub_key}'{hint} (valid in {full}: {', '.join(names)})")
             _set(target, parts + [str(sub_key)], sub_value)
         return
     node[leaf] = copy.deepcopy(value)

@@ -2,11 +2,13 @@
 
 Every ``videopool/configs/NAME.yaml`` registers ``NAME`` and its small twin ``NAME_small`` (the file's
 ``small:`` block of overrides: fewer clusters, smaller hidden layer, for CPU runs and tests). A YAML
-file has the sections ``model`` (a :class:`ModelConfig`), ``recipe`` (a :class:`Recipe`),
-``description``, ``paper``, optional ``reported`` (the paper's figures) and optional ``small``.
+file has the sections ``model`` (a :class:`ModelConfig`), ``recipe`` (training keys, kept as a plain dict
+here and validated by :class:`videopool.training.TrainConfig` where training reads it), ``description``,
+``paper``, optional ``reported`` (the paper's figures) and optional ``small``.
 
-    model = create_model("gated_netvlad_256", num_classes=200, cluster_size=16)
+    model = create_model("gated_netvlad_256", num_classes=200, **{"pooling.cluster_size": 16})
     model = create_model("gated_netvlad_256", device="meta")   # shapes only, no memory
+    model = create_model(load_config("mine.yaml"))             # a user file in the same layout
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any, Mapping
 import torch
 import yaml
 
+from videopool.core.schema import ConfigError, closest_hint
 from videopool.models.classifier import VideoClassifier
-from videopool.models.config import ConfigError, ModelConfig, Recipe, build_dataclass, closest_hint
+from videopool.models.config import ModelConfig
 from videopool.models.overrides import apply_overrides
 
 SMALL_SUFFIX = "_small"
@@ -38,11 +41,14 @@ class UnknownModelError(KeyError):
 
 @dataclass
 class NamedConfig:
-    """A model configuration together with its training recipe and provenance."""
+    """A model configuration together with its training recipe and provenance.
+
+    ``recipe`` holds training keys (``batch_size``, ``clip_mode``, ...) as plain data: the models layer
+    cannot see :class:`~videopool.training.TrainConfig`, which validates it when training reads it."""
 
     name: str
     model: ModelConfig
-    recipe: Recipe = field(default_factory=Recipe)
+    recipe: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     paper: str = ""
     reported: dict[str, Any] = field(default_factory=dict)
@@ -54,7 +60,7 @@ class NamedConfig:
             "description": self.description,
             "paper": self.paper,
             "model": self.model.to_dict(),
-            "recipe": self.recipe.to_dict(),
+            "recipe": copy.deepcopy(self.recipe),
         }
         if self.reported:
             data["reported"] = copy.deepcopy(self.reported)
@@ -62,41 +68,48 @@ class NamedConfig:
             data["small"] = copy.deepcopy(self.small_overrides)
         return data
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], name: str = "config", source: str = "config dict") -> "NamedConfig":
+        """Validate the YAML layout (see module docstring) and build a :class:`NamedConfig`."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{source}: expected a mapping with keys {list(_FILE_KEYS)}, got {type(data).__name__}")
+        for key in data:
+            if key not in _FILE_KEYS:
+                hint = closest_hint(key, _FILE_KEYS)
+                raise ConfigError(f"{source}: unknown top-level key {key!r}{hint} (valid: {', '.join(_FILE_KEYS)})")
+        if "model" not in data:
+            raise ConfigError(f"{source}: missing the 'model' section")
+        for section in ("recipe", "small", "reported"):
+            value = data.get(section)
+            if value is not None and not isinstance(value, Mapping):
+                raise ConfigError(f"{source}: '{section}' must be a mapping, got {value!r}")
+        small = data.get("small")
+        return cls(
+            name=name,
+            model=ModelConfig.from_dict(data["model"], source),
+            recipe=copy.deepcopy(dict(data.get("recipe") or {})),
+            description=str(data.get("description", "")).strip(),
+            paper=str(data.get("paper", "")).strip(),
+            reported=copy.deepcopy(dict(data.get("reported") or {})),
+            small_overrides=None if small is None else copy.deepcopy(dict(small)),
+        )
+
 
 _REGISTRY: dict[str, NamedConfig] = {}
 _BUILTINS_LOADED = False
 
 
-def parse_config(data: Mapping[str, Any], name: str, source: str) -> NamedConfig:
-    """Validate the YAML layout (see module docstring) and build a :class:`NamedConfig`."""
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping with keys {list(_FILE_KEYS)}, got {type(data).__name__}")
-    for key in data:
-        if key not in _FILE_KEYS:
-            hint = closest_hint(key, _FILE_KEYS)
-            raise ConfigError(f"{source}: unknown top-level key {key!r}{hint} (valid: {', '.join(_FILE_KEYS)})")
-    if "model" not in data:
-        raise ConfigError(f"{source}: missing the 'model' section")
-    small = data.get("small")
-    if small is not None and not isinstance(small, Mapping):
-        raise ConfigError(f"{source}: 'small' must be a mapping of overrides, got {small!r}")
-    return NamedConfig(
-        name=name,
-        model=ModelConfig.from_dict(data["model"], source),
-        recipe=build_dataclass(Recipe, data.get("recipe") or {}, source, "recipe"),
-        description=str(data.get("description", "")).strip(),
-        paper=str(data.get("paper", "")).strip(),
-        reported=dict(data.get("reported") or {}),
-        small_overrides=None if small is None else dict(small),
-    )
+def load_config(path: str | os.PathLike) -> NamedConfig:
+    """Read a YAML file in the layout of the packaged configs (strictly checked); the name is the file stem.
 
-
-def load_config_file(path: str | os.PathLike) -> NamedConfig:
-    """Read a user YAML in the same layout as the packaged configs; the name is the file stem."""
+    The explicit way to use a file: ``create_model(load_config("mine.yaml"))``."""
     path = os.fspath(path)
-    with open(path, encoding="utf-8") as handle:
-        data = yaml.safe_load(handle)
-    return parse_config(data, os.path.splitext(os.path.basename(path))[0], path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file {path!r} does not exist") from None
+    return NamedConfig.from_dict(data, os.path.splitext(os.path.basename(path))[0], path)
 
 
 def register_config(named: NamedConfig, overwrite: bool = False) -> None:
@@ -136,7 +149,7 @@ def _load_builtins() -> None:
     for item in sorted(folder.iterdir(), key=lambda entry: entry.name):
         if item.name.endswith(".yaml"):
             data = yaml.safe_load(item.read_text(encoding="utf-8"))
-            named = parse_config(data, item.name[: -len(".yaml")], f"videopool/configs/{item.name}")
+            named = NamedConfig.from_dict(data, item.name[: -len(".yaml")], f"videopool/configs/{item.name}")
             entries += _with_small_twin(named)
     _insert(entries, overwrite=False)
     _BUILTINS_LOADED = True
@@ -152,10 +165,14 @@ def list_models(pattern: str | None = None) -> list[str]:
 def get_named_config(name: str) -> NamedConfig:
     """A copy of the registered entry ``name`` (model config, recipe, provenance)."""
     _load_builtins()
+    if not isinstance(name, str):
+        raise TypeError(f"a model name must be a string, got {type(name).__name__} (YAML files: load_config(path))")
     if name not in _REGISTRY:
-        raise UnknownModelError(
-            f"unknown model {name!r}{closest_hint(name, _REGISTRY)} (`videopool models` lists the names)"
-        )
+        hint = closest_hint(name, _REGISTRY)
+        if name.endswith((".yaml", ".yml")):
+            hint += (f"; a YAML file is not a model name: load it with videopool.models.load_config({name!r}) "
+                     "and pass the result (`videopool train` reads training and model keys from --config FILE)")
+        raise UnknownModelError(f"unknown model {name!r}{hint} (`videopool models` lists the names)")
     return copy.deepcopy(_REGISTRY[name])
 
 
@@ -164,26 +181,28 @@ def get_model_config(name: str) -> ModelConfig:
 
 
 def get_recipe(name: str) -> dict[str, Any]:
-    return get_named_config(name).recipe.to_dict()
+    """The recipe of ``name`` as stored (plain training keys; ``TrainConfig`` validates them)."""
+    return get_named_config(name).recipe
 
 
-def resolve_config(
-    name_or_config: str | os.PathLike | ModelConfig | Mapping[str, Any], **overrides: Any
-) -> ModelConfig:
-    """The :class:`ModelConfig` for a registered name, a YAML path, a config or a config dict, with
-    ``overrides`` applied (see :mod:`videopool.models.overrides`). None-valued keyword overrides are
+def resolve_config(name_or_config: str | NamedConfig | ModelConfig | Mapping[str, Any], **overrides: Any) -> ModelConfig:
+    """The :class:`ModelConfig` for a registered name, a :class:`NamedConfig`, a ModelConfig or a model-config
+    dict, with ``overrides`` applied (see :mod:`videopool.models.overrides`). None-valued keyword overrides are
     dropped, so unset command-line options never clobber a configuration."""
-    source = str(name_or_config) if isinstance(name_or_config, (str, os.PathLike)) else "model config"
-    if isinstance(name_or_config, ModelConfig):
-        base = name_or_config.to_dict()
-    elif isinstance(name_or_config, Mapping) and "model" in name_or_config:  # a whole config-file dict
-        base = parse_config(name_or_config, "config", "config dict").model.to_dict()
+    if isinstance(name_or_config, NamedConfig):
+        source, base = name_or_config.name, name_or_config.model.to_dict()
+    elif isinstance(name_or_config, ModelConfig):
+        source, base = "model config", name_or_config.to_dict()
     elif isinstance(name_or_config, Mapping):
-        base = ModelConfig.from_dict(name_or_config).to_dict()
-    elif isinstance(name_or_config, os.PathLike) or str(name_or_config).endswith((".yaml", ".yml")):
-        base = load_config_file(name_or_config).model.to_dict()
+        if "model" in name_or_config and isinstance(name_or_config["model"], Mapping):
+            raise ConfigError("a dict with a 'model' section is a config-file layout, not a model config: "
+                              "pass NamedConfig.from_dict(data) (or load_config(path) for a file)")
+        source, base = "model config", ModelConfig.from_dict(name_or_config).to_dict()
+    elif isinstance(name_or_config, str):
+        source, base = name_or_config, get_model_config(name_or_config).to_dict()
     else:
-        base = get_model_config(str(name_or_config)).to_dict()
+        raise TypeError(f"create_model takes a model name, a NamedConfig, a ModelConfig or a model-config dict, "
+                        f"got {type(name_or_config).__name__} (YAML files: load_config(path))")
     overrides = {key: value for key, value in overrides.items() if value is not None}
     if not overrides:
         return ModelConfig.from_dict(base, source)
@@ -191,16 +210,17 @@ def resolve_config(
 
 
 def create_model(
-    name_or_config: str | os.PathLike | ModelConfig | Mapping[str, Any],
+    name_or_config: str | NamedConfig | ModelConfig | Mapping[str, Any],
     *,
     device: torch.device | str | None = None,
     **overrides: Any,
 ) -> VideoClassifier:
-    """Build a :class:`VideoClassifier` from a registered name, a YAML path, a ModelConfig or a dict.
+    """Build a :class:`VideoClassifier` from a registered name, a NamedConfig, a ModelConfig or a model-config dict.
 
-    ``overrides``: ``num_classes=200``, ``cluster_size=16`` (unique leaf names), ``**{"hidden.size": 256}``
-    (dotted paths) or ``pooling={"cluster_size": 16}`` (nested). ``device="meta"`` builds the model
-    without allocating parameter memory (parameter counts of the 300M-parameter configs).
+    ``overrides``: dotted paths ``**{"hidden.size": 256}``, top-level fields ``num_classes=200``, nested
+    mappings ``pooling={"cluster_size": 16}`` or an alias of :data:`videopool.models.overrides.ALIASES`
+    (``cluster_size=16``). ``device="meta"`` builds the model without allocating parameter memory
+    (parameter counts of the 300M-parameter configs). A YAML file: ``create_model(load_config(path))``.
     """
     config = resolve_config(name_or_config, **overrides)
     if device is None:

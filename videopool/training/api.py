@@ -5,27 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from videopool.training.config import (
-    TrainConfig,
-    closest_key_message,
-    field_names,
-    load_yaml_config,
-    resolve_train_config,
-)
-
-
-def _model_key_checker():
-    from videopool.models.config import ConfigError
-    from videopool.models.overrides import resolve_key, valid_override_keys
-
-    def is_model_key(key: str) -> bool:
-        try:
-            resolve_key(key)
-            return True
-        except ConfigError:
-            return False
-
-    return valid_override_keys(), is_model_key
+from videopool.training.config import TrainConfig, load_yaml_config, resolve_train_config
 
 
 def build_config(
@@ -38,9 +18,14 @@ def build_config(
     """Recipe of ``model`` → ``config_file`` → ``overrides`` (see :mod:`videopool.training.config`).
 
     With ``resume`` the run's saved ``config.yaml`` replaces the recipe and file layers;
-    ``overrides`` still apply (e.g. a larger ``max_steps``).
+    ``overrides`` still apply (e.g. a larger ``max_steps``). The recipe is validated by
+    :class:`TrainConfig` (a key or value it does not accept is a bug in the recipe), and the model
+    overrides by building the :class:`~videopool.models.ModelConfig` they describe, so every mistake
+    surfaces here, before any data is read.
     """
-    model_keys, is_model_key = _model_key_checker()
+    from videopool.models import get_recipe, resolve_config
+
+    command_line = ("command line", {**overrides, "out": out})
     if resume:
         saved_path = os.path.join(out, "config.yaml")
         if not os.path.isfile(saved_path):
@@ -50,21 +35,27 @@ def build_config(
         saved_model = saved.pop("model")
         if model and model != saved_model:
             raise ValueError(f"--model {model!r} differs from the run's model {saved_model!r} in {saved_path}")
-        return resolve_train_config(saved_model, saved, {}, {**overrides, "out": out}, model_keys, is_model_key)
-    if os.path.exists(os.path.join(out, "last.safetensors")):
-        raise ValueError(f"{out!r} already holds a training run; pass --resume to continue it, or choose another --out")
-    file_values = load_yaml_config(config_file) if config_file else {}
-    model = model or file_values.pop("model", None)
-    file_values.pop("model", None)
-    if not model:
-        raise ValueError("no model given: pass --model NAME (see `videopool models`) or put `model:` in --config")
-    from videopool.models import get_recipe
-
-    recipe = dict(get_recipe(model))
-    unknown = [k for k in recipe if k not in field_names()]
-    for key in unknown:  # a recipe key we do not know is a bug in the recipe, not in the user's input
-        raise KeyError(closest_key_message(key, field_names(), f"recipe of {model!r}"))
-    return resolve_train_config(model, recipe, file_values, {**overrides, "out": out}, model_keys, is_model_key)
+        config = resolve_train_config(saved_model, [(saved_path, saved), command_line])
+    else:
+        if os.path.exists(os.path.join(out, "last.safetensors")):
+            raise ValueError(
+                f"{out!r} already holds a training run; pass --resume to continue it, or choose another --out"
+            )
+        file_values = load_yaml_config(config_file) if config_file else {}
+        model = model or file_values.pop("model", None)
+        file_values.pop("model", None)
+        if not model:
+            raise ValueError("no model given: pass --model NAME (see `videopool models`) or put `model:` in --config")
+        if not isinstance(model, str):
+            raise ValueError(f"--config {config_file}: model must be a model name (see `videopool models`), "
+                             f"got {model!r}")
+        recipe_source = f"recipe of {model!r}"
+        recipe = dict(get_recipe(model))
+        TrainConfig.from_dict(recipe, recipe_source)  # strict: a recipe holds TrainConfig fields only
+        layers = [(recipe_source, recipe), (f"--config {config_file}", file_values), command_line]
+        config = resolve_train_config(model, layers)
+    resolve_config(config.model, num_classes=config.num_classes, **config.model_overrides)
+    return config
 
 
 def num_classes_for(config: TrainConfig) -> int:

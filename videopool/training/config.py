@@ -2,20 +2,29 @@
 
 Resolution order (later wins): :class:`TrainConfig` defaults → the model's named recipe
 (:func:`videopool.models.get_recipe`) → ``--config FILE.yaml`` → explicit flags and
-``--set key=value``. Keys that are not training fields are model-config overrides
-(``cluster_size``, ``hidden_size``...); a key that is neither is rejected with the
-closest valid spelling. The resolved config is written to ``RUN/config.yaml`` and into
-every checkpoint.
+``--set key=value``. Keys that are not training fields are model-config overrides (dotted paths such
+as ``pooling.cluster_size``, nested mappings, or an alias of :data:`videopool.models.ALIASES`); a key
+that is neither is a :class:`~videopool.core.schema.ConfigError` naming the closest valid key. Every
+layer is parsed by the strict parser of :mod:`videopool.core.schema`, the one the model config uses.
+The resolved config is written to ``RUN/config.yaml`` and into every checkpoint.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
+
+from videopool.core.precision import PRECISIONS
+from videopool.core.schema import ConfigError, check_choice, parse_dataclass
+from videopool.data.sampling import FRAME_SELECTIONS
+from videopool.inference.predict import EVAL_SAMPLINGS
+from videopool.models.losses import LOSSES
+from videopool.models.overrides import key_hint, resolve_key
+from videopool.training.optim import CLIP_MODES
+from videopool.training.step import BF16_SCHEMES
 
 
 @dataclass
@@ -26,17 +35,17 @@ class TrainConfig:
     out: str = ""
     num_classes: int | None = None
     vocabulary: str | None = None
-    model_overrides: dict[str, Any] = field(default_factory=dict)
+    model_overrides: dict[str, Any] = field(default_factory=dict)  # dotted model-config path -> value
     # recipe (spec §7): WILLOW's gated NetVLAD command-line values by default
     batch_size: int = 80
     learning_rate: float = 2e-4
     lr_decay: float = 0.8
     lr_decay_examples: int = 4_000_000  # scale down with the data set (e.g. demo data)
     clip_gradient_norm: float = 1.0
-    clip_mode: str = "per_tensor"  # per_tensor (TF1) | global (G-TF2) | none
-    loss: str = "bce_sum"  # bce_sum (TF1) | bce_mean (G-TF2)
+    clip_mode: str = "per_tensor"  # CLIP_MODES: per_tensor (TF1) | global (G-TF2) | none
+    loss: str = "bce_sum"  # LOSSES: bce_sum (TF1) | bce_mean (G-TF2)
     regularization_penalty: float = 1.0
-    frame_selection: str = "random"  # random | uniform | sequence | all
+    frame_selection: str = "random"  # FRAME_SELECTIONS: random | uniform | sequence | all
     num_frames: int = 300
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_epsilon: float = 1e-8
@@ -49,16 +58,27 @@ class TrainConfig:
     log_every: int = 10
     bn_recompute_batches: int = 20  # re-estimate BN statistics on this many training batches before
     # each validation/checkpoint (videopool.training.batch_norm); 0 keeps the TF moving averages
-    eval_sampling: str = "all"  # frames used in validation: all (masked) | uniform | random
+    eval_sampling: str = "all"  # EVAL_SAMPLINGS: frames used in validation: all (masked) | uniform | random
     eval_batch_size: int | None = None
     # execution
-    precision: str = "auto"  # auto | bf16 | fp32 (see videopool.core.precision)
-    bf16_scheme: str = "master_weights"  # master_weights | autocast
+    precision: str = "auto"  # PRECISIONS: auto | bf16 | fp32 (see videopool.core.precision)
+    bf16_scheme: str = "master_weights"  # BF16_SCHEMES: master_weights | autocast
     bf16_master_min_numel: int = 1 << 20  # weight matrices this large are held in bf16 (master_weights)
     device: str = "auto"
     seed: int = 0
     workers: int | None = None  # loader processes; None = resolve_workers() for the device
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_choice("clip_mode", self.clip_mode, CLIP_MODES)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("frame_selection", self.frame_selection, FRAME_SELECTIONS)
+        check_choice("eval_sampling", self.eval_sampling, EVAL_SAMPLINGS)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_choice("bf16_scheme", self.bf16_scheme, BF16_SCHEMES)
+        for name in ("batch_size", "num_frames"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -66,30 +86,13 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        d = dict(d)
-        check_keys(d, field_names(), what="training config")
-        if "adam_betas" in d:
-            d["adam_betas"] = tuple(d["adam_betas"])
-        return cls(**d)
+    def from_dict(cls, d: Mapping[str, Any], source: str = "training config") -> "TrainConfig":
+        """Strictly parse ``d`` (unknown keys, wrong types and bad choices are :class:`ConfigError`)."""
+        return parse_dataclass(cls, d, source)
 
 
 def field_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
-
-
-def closest_key_message(key: str, valid: Iterable[str], what: str) -> str:
-    valid = sorted(valid)
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"unknown {what} key {key!r}.{hint} Valid keys: {', '.join(valid)}"
-
-
-def check_keys(d: dict[str, Any], valid: Iterable[str], what: str) -> None:
-    valid = set(valid)
-    for key in d:
-        if key not in valid:
-            raise KeyError(closest_key_message(key, valid, what))
 
 
 def parse_value(text: str) -> Any:
@@ -120,45 +123,52 @@ def load_yaml_config(path: str) -> dict[str, Any]:
     except FileNotFoundError:
         raise FileNotFoundError(f"config file {path!r} does not exist") from None
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path!r} must hold a mapping of keys to values")
+        raise ConfigError(f"config file {path!r} must hold a mapping of keys to values")
     return data
 
 
-def resolve_train_config(
-    model: str,
-    recipe: dict[str, Any],
-    file_values: dict[str, Any],
-    overrides: dict[str, Any],
-    model_keys: Iterable[str] = (),
-    is_model_key: Callable[[str], bool] | None = None,
-) -> TrainConfig:
-    """Merge the layers of configuration; split model keys from training keys.
+def resolve_train_config(model: str, layers: Sequence[tuple[str, Mapping[str, Any]]]) -> TrainConfig:
+    """Merge the ``(source, values)`` layers in order (later wins); split model keys from training keys.
 
-    A key that is a :class:`TrainConfig` field is a training setting; one accepted by
-    ``is_model_key`` (default: membership in ``model_keys``) is a model-config override;
-    anything else raises ``KeyError`` naming the closest valid key.
+    A key that is a :class:`TrainConfig` field is a training setting; one that
+    :func:`videopool.models.overrides.resolve_key` accepts is a model-config override, stored under its
+    dotted path; anything else raises :class:`ConfigError` naming the source and the closest valid key.
     """
-    train_keys = set(field_names())
-    model_keys = set(model_keys)
-    is_model_key = is_model_key or model_keys.__contains__
+    train_keys = field_names()
     merged: dict[str, Any] = {}
     model_overrides: dict[str, Any] = {}
-    for layer in (recipe, file_values, overrides):
+
+    def add_model_key(source: str, key: str, value: Any) -> None:
+        try:
+            path = resolve_key(key)
+        except ConfigError:
+            raise ConfigError(
+                f"{source}: unknown key {key!r}{key_hint(key, train_keys)} (a key is a training field, see "
+                "docs/training.md, or a dotted model-config path such as pooling.cluster_size, see docs/models.md)"
+            ) from None
+        model_overrides.pop(path, None)  # re-inserted last, so it applies after any earlier nested mapping
+        model_overrides[path] = value
+
+    for source, layer in layers:
+        if not isinstance(layer, Mapping):
+            raise ConfigError(f"{source} must be a mapping of keys to values, got {type(layer).__name__}")
+        training: dict[str, Any] = {}
         for key, value in layer.items():
+            key = str(key)
             if key == "model_overrides":
-                model_overrides.update(value or {})
+                if not isinstance(value, Mapping):
+                    raise ConfigError(f"{source}: model_overrides must be a mapping, got {value!r}")
+                for sub_key, sub_value in value.items():
+                    add_model_key(f"{source}: model_overrides", str(sub_key), sub_value)
             elif key in train_keys:
-                merged[key] = value
-            elif is_model_key(key):
-                model_overrides[key] = value
+                training[key] = [value] if key in ("train_data", "val_data") and isinstance(value, str) else value
             else:
-                raise KeyError(closest_key_message(key, train_keys | model_keys, "config"))
+                add_model_key(source, key, value)
+        TrainConfig.from_dict(training, source)  # errors name the layer the bad value came from
+        merged.update(training)
     merged["model"] = model
     merged["model_overrides"] = model_overrides
-    for key in ("train_data", "val_data"):
-        if isinstance(merged.get(key), str):
-            merged[key] = [merged[key]]
-    return TrainConfig.from_dict(merged)
+    return TrainConfig.from_dict(merged, "training config")
 
 
 def save_yaml(config: TrainConfig, path: str, extra: dict[str, Any] | None = None) -> None:
