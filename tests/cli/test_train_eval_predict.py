@@ -172,7 +172,7 @@ def test_no_command_prints_the_help_and_exits_with_2(capsys):
 def test_unknown_config_key_names_the_closest_key(tiny_data, tmp_path, capsys):
     assert _train(tiny_data, tmp_path / "r", "--num-classes", "6", "--max-steps", "1", "--set", "clip_mod=global") == 2
     message = _error(capsys)
-    assert "Did you mean 'clip_mode'" in message and "'clip_mod'" in message
+    assert "did you mean 'clip_mode'" in message and "'clip_mod'" in message
 
 
 def test_data_glob_matching_nothing(tiny_data, tmp_path, capsys):

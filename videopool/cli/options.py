@@ -6,9 +6,10 @@ import argparse
 import functools
 import importlib
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch takes ~1.5 s to import; --help must not wait for it
+    import torch
 
 
 class LazyChoices(Sequence):
