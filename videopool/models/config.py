@@ -111,7 +111,7 @@ class HiddenConfig:
     """The fully-connected layer after fusion: ``act(BN(x W + b))``; ``size: null`` removes it.
 
     ``init``: ``xavier`` (Glorot uniform) or ``willow`` (N(0, 1/K) with K the pooling cluster size,
-    WILLOW's choice, spec P6). ``dropout`` is applied to the layer's input."""
+    WILLOW's choice, with a bias and no BN or activation in its commands). ``dropout`` is applied to the layer's input."""
 
     size: int | None = None
     bias: bool = True
@@ -156,7 +156,7 @@ class ModelConfig:
     """Everything needed to build a :class:`~videopool.models.classifier.VideoClassifier`.
 
     ``modalities`` is an ordered mapping ``name -> feature size``; its order is the concatenation order.
-    ``l2_normalize_frames`` divides every frame by the L2 norm of its concatenated modalities (spec §2.1);
+    ``l2_normalize_frames`` divides every frame by the L2 norm of its concatenated modalities (jointly, as the TF1 code bases do);
     ``input_batch_norm`` adds a masked batch norm per modality before pooling.
     """
 

@@ -36,14 +36,14 @@ class TrainConfig:
     num_classes: int | None = None
     vocabulary: str | None = None
     model_overrides: dict[str, Any] = field(default_factory=dict)  # dotted model-config path -> value
-    # recipe (spec §7): WILLOW's gated NetVLAD command-line values by default
+    # recipe: the values of WILLOW's gated NetVLAD command (its README) by default
     batch_size: int = 80
     learning_rate: float = 2e-4
     lr_decay: float = 0.8
     lr_decay_examples: int = 4_000_000  # scale down with the data set (e.g. demo data)
     clip_gradient_norm: float = 1.0
-    clip_mode: str = "per_tensor"  # CLIP_MODES: per_tensor (TF1) | global (G-TF2) | none
-    loss: str = "bce_sum"  # LOSSES: bce_sum (TF1) | bce_mean (G-TF2)
+    clip_mode: str = "per_tensor"  # CLIP_MODES: per_tensor (TF1 code bases) | global (TF2 starter code) | none
+    loss: str = "bce_sum"  # LOSSES: bce_sum (TF1 code bases) | bce_mean (TF2 starter code)
     regularization_penalty: float = 1.0
     frame_selection: str = "random"  # FRAME_SELECTIONS: random | uniform | sequence | all
     num_frames: int = 300
