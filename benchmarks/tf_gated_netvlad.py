@@ -78,10 +78,10 @@ class GatedNetVLAD(tf.Module):
         pooled = 0
         for name, size in MODALITIES.items():
             k = self.clusters[name]
-            batch_norm(f"input_norms.{name}", size)
-            weight(f"poolings.{name}.cluster_weights", (size, k), 1 / math.sqrt(size))
-            batch_norm(f"poolings.{name}.cluster_bn", k)
-            weight(f"poolings.{name}.cluster_weights2", (1, size, k), 1 / math.sqrt(size))
+            batch_norm(f"poolings.{name}.input_norm", size)
+            weight(f"poolings.{name}.pooling.cluster_weights", (size, k), 1 / math.sqrt(size))
+            batch_norm(f"poolings.{name}.pooling.cluster_bn", k)
+            weight(f"poolings.{name}.pooling.cluster_weights2", (1, size, k), 1 / math.sqrt(size))
             pooled += size * k
         weight("hidden.weight", (pooled, hidden_size), 1 / math.sqrt(cluster_size))
         weight("hidden.bias", (hidden_size,), 0.01)
@@ -122,12 +122,12 @@ class GatedNetVLAD(tf.Module):
         batch, num_frames, size = tf.shape(frames)[0], tf.shape(frames)[1], MODALITIES[name]
         k = self.clusters[name]
         frames_c = tf.cast(frames, self.compute_dtype)  # cast once: it feeds two matmuls
-        logits = self._matmul(tf.reshape(frames_c, [-1, size]), f"poolings.{name}.cluster_weights")
-        assignment = tf.nn.softmax(self._batch_norm(logits, f"poolings.{name}.cluster_bn", training))
+        logits = self._matmul(tf.reshape(frames_c, [-1, size]), f"poolings.{name}.pooling.cluster_weights")
+        assignment = tf.nn.softmax(self._batch_norm(logits, f"poolings.{name}.pooling.cluster_bn", training))
         assignment = tf.reshape(assignment, [batch, num_frames, k])
         aggregated = tf.matmul(frames_c, tf.cast(assignment, self.compute_dtype), transpose_a=True)  # [B, D, K]
         mass = tf.reduce_sum(assignment, axis=1, keepdims=True)  # [B, 1, K]
-        residuals = tf.cast(aggregated, tf.float32) - mass * self.trainable[f"poolings.{name}.cluster_weights2"]
+        residuals = tf.cast(aggregated, tf.float32) - mass * self.trainable[f"poolings.{name}.pooling.cluster_weights2"]
         residuals = tf.math.l2_normalize(residuals, axis=1)
         return tf.math.l2_normalize(tf.reshape(residuals, [batch, size * k]), axis=1)
 
@@ -143,7 +143,7 @@ class GatedNetVLAD(tf.Module):
         for name, x in frames.items():
             shape = tf.shape(x)
             x = tf.reshape(x * inverse_norm, [-1, MODALITIES[name]])
-            x = tf.reshape(self._batch_norm(x, f"input_norms.{name}", training), shape)
+            x = tf.reshape(self._batch_norm(x, f"poolings.{name}.input_norm", training), shape)
             pooled.append(self._netvlad(x, name, training))
         h = self._matmul(tf.concat(pooled, axis=1), "hidden.weight")
         h = tf.cast(h, tf.float32) + self.trainable["hidden.bias"]
