@@ -5,8 +5,8 @@
 
 Two worker processes (one per checkout, each importing its own ``videopool``) build the same model
 (``gated_netvlad_256`` at K clusters, V classes, batch B x N random frames, seed 0) and are then asked, in
-alternation, to run one training step (``TrainStep``) or one inference batch; the parent prints the median time
-of each and their ratio. Alternating one step at a time makes both share the machine's drift. The workers'
+alternation (ABBA order), to run one training step (``TrainStep``) or one inference batch; the parent prints the median time
+of each and their ratio. Both run with videopool's malloc tuning. Alternating one step at a time makes both share the machine's drift. The workers'
 OpenMP threads wait passively (``OMP_WAIT_POLICY=PASSIVE``) so that the idle one does not spin on the cores the
 other is using. A ratio above 1 means this checkout is faster.
 """
@@ -23,6 +23,11 @@ WORKER = r'''
 import sys, time
 root, mode, clusters, classes, batch, frames_per_video, threads = sys.argv[1:8]
 sys.path.insert(0, root)
+try:  # the malloc tuning moved with the restructuring; both checkouts must run with it
+    from videopool.core.malloc import tune_malloc
+except ImportError:
+    from videopool.training.malloc import tune_malloc
+tune_malloc()
 import torch
 torch.set_num_threads(int(threads))
 from videopool.models import create_model
@@ -88,9 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     for clusters in args.clusters:
         workers = {"this": start_worker(here, args, clusters), "other": start_worker(args.other, args, clusters)}
         times: dict[str, list[float]] = {name: [] for name in workers}
-        for _ in range(args.rounds):
-            for name, worker in workers.items():
-                times[name].append(timed_step(worker))
+        for round_index in range(args.rounds):
+            order = list(workers) if round_index % 2 == 0 else list(workers)[::-1]  # ABBA: neither always goes first
+            for name in order:
+                times[name].append(timed_step(workers[name]))
         for worker in workers.values():
             worker.stdin.close()
             worker.wait()
