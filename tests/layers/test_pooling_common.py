@@ -43,6 +43,7 @@ POOLINGS: dict[str, Case] = {
     "dbof": Case({"cluster_size": 5, "activation": "relu", "pooling": "max_average"}),
     "lstm": Case({"hidden_size": 3}, orderless=False),
     "gru": Case({"hidden_size": 3}, orderless=False),
+    "nextvlad": Case({"cluster_size": 4, "groups": 2, "expansion": 2}),
 }
 
 REGISTERED = list_poolings()

@@ -10,13 +10,14 @@ from videopool.layers.affine import FrameAffine
 from videopool.layers.base import FramePooling
 from videopool.layers.dbof import DBoF
 from videopool.layers.fusion import FUSIONS, ConcatFusion, FCConcatFusion, MFBFusion, make_fusion
-from videopool.layers.gating import GATINGS, ContextGating, GatedLinearUnit, make_gating
+from videopool.layers.gating import GATINGS, ContextGating, GatedLinearUnit, SEContextGating, make_gating
 from videopool.layers.heads import HEADS, LogisticClassifier, MoEClassifier, make_head
 from videopool.layers.hidden import HiddenLayer
 from videopool.layers.modality import ModalityPooling
 from videopool.layers.netfv import NetFV
 from videopool.layers.netrvlad import NetRVLAD
 from videopool.layers.netvlad import NetVLAD
+from videopool.layers.nextvlad import NeXtVLAD
 from videopool.layers.norm import BN_EPS, BN_MOMENTUM, MaskedBatchNorm1d, l2_normalize
 from videopool.layers.recurrent import GRUPooling, LSTMPooling
 from videopool.layers.registry import create_pooling, get_pooling_class, list_poolings, register_pooling
@@ -28,7 +29,8 @@ __all__ = [
     "ACTIVATIONS", "BN_EPS", "BN_MOMENTUM", "FUSIONS", "GATINGS", "HEADS", "ConcatFusion", "ContextGating", "DBoF",
     "FCConcatFusion", "FramePooling", "FrameAffine", "GRUPooling", "GatedLinearUnit", "GatedSoftDBoW", "HiddenLayer",
     "LSTMPooling", "LogisticClassifier", "MFBFusion", "MaskedBatchNorm1d", "ModalityPooling", "MoEClassifier",
-    "NetFV", "NetRVLAD", "NetVLAD", "SimplePooling", "SoftAssignmentPooling", "SoftDBoW", "create_pooling",
+    "NeXtVLAD", "NetFV", "NetRVLAD", "NetVLAD", "SEContextGating", "SimplePooling", "SoftAssignmentPooling",
+    "SoftDBoW", "create_pooling",
     "get_pooling_class", "l2_normalize", "list_poolings", "make_activation", "make_fusion", "make_gating",
     "make_head", "register_pooling",
 ]  # fmt: skip

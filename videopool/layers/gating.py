@@ -2,8 +2,9 @@
 
 Context Gating is from Miech, Laptev & Sivic, "Learnable pooling with Context Gating for video
 classification" (arXiv 1706.06905, §5); the GLU from Dauphin et al. 2017, used there as the ablation
-of Table 2. Weights are stored in TensorFlow layout ``[in, out]`` so that ``x @ weight`` reads like the
-paper and WILLOW checkpoints load without transposes.
+of Table 2; SE Context Gating (a squeeze-and-excitation bottleneck in place of the full ``H × H`` gate) from
+Lin, Xiao & Fan, "NeXtVLAD" (arXiv 1811.05014, §3.3). Weights are stored in TensorFlow layout ``[in, out]``
+so that ``x @ weight`` reads like the papers and TF checkpoints load without transposes.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import math
 import torch
 import torch.nn as nn
 
+from videopool.layers.initializers import variance_scaling_
 from videopool.layers.norm import BN_EPS, BN_MOMENTUM
 
-GATINGS = ("none", "context", "glu")
+GATINGS = ("none", "context", "glu", "se")
 
 
 class ContextGating(nn.Module):
@@ -89,8 +91,48 @@ class GatedLinearUnit(nn.Module):
         return f"{self.input_size} -> {self.output_size}, batch_norm={self.gate_batch_norm is not None}"
 
 
-def make_gating(kind: str, input_size: int, *, add_batch_norm: bool = True, remove_diagonal: bool = False) -> nn.Module:
-    """The gate on the video vector named by ``kind`` (one of :data:`GATINGS`); ``none`` is the identity."""
+class SEContextGating(nn.Module):
+    """SE Context Gating (NeXtVLAD, arXiv 1811.05014 §3.3): ``y = x ⊙ σ(ReLU(BN(x W₁)) W₂)``.
+
+    ``W₁ = reduce_weight [H, H/r]`` and ``W₂ = weight [H/r, H]`` have no bias; the batch norm over the ``H/r``
+    bottleneck units is followed by a ReLU. Parameters ``2·H²/r + 2·H/r`` (H = 2048, r = 8: 1,049,088) against
+    Context Gating's ``H² + 2H``. TF names (linrongc/youtube-8m, scope ``tower/``): ``gating_weights_1`` →
+    ``reduce_weight``, ``gating_bn/*`` → ``batch_norm.*``, ``gating_weights_2`` → ``weight`` (the names
+    ``gating_bn`` and ``gating_weights_2`` map as for :class:`ContextGating`). Both weights start from TF-slim's
+    variance scaling, as the reference.
+
+    Shapes: ``x [B, H] -> y [B, H]``.
+    """
+
+    def __init__(self, input_size: int, reduction: int = 8) -> None:
+        super().__init__()
+        if reduction < 1 or input_size // reduction < 1:
+            raise ValueError(f"SE gating needs 1 <= reduction <= input_size, got reduction={reduction} for "
+                             f"input_size={input_size}")
+        self.input_size = input_size
+        self.output_size = input_size
+        self.reduction = reduction
+        bottleneck = input_size // reduction  # the reference's hidden_size // gating_reduction
+        self.reduce_weight = nn.Parameter(variance_scaling_(torch.empty(input_size, bottleneck)))
+        self.batch_norm = nn.BatchNorm1d(bottleneck, eps=BN_EPS, momentum=BN_MOMENTUM)
+        self.weight = nn.Parameter(variance_scaling_(torch.empty(bottleneck, input_size)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        squeezed = torch.relu(self.batch_norm(x @ self.reduce_weight))
+        return x * torch.sigmoid(squeezed @ self.weight)
+
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, reduction={self.reduction}"
+
+
+def make_gating(kind: str, input_size: int, *, add_batch_norm: bool = True, remove_diagonal: bool = False,
+                reduction: int = 8) -> nn.Module:
+    """The gate on the video vector named by ``kind`` (one of :data:`GATINGS`); ``none`` is the identity.
+
+    ``add_batch_norm``/``remove_diagonal`` are Context Gating's (``add_batch_norm`` also the GLU's), ``reduction``
+    the bottleneck ratio ``r`` of SE Context Gating (``se``, always with its batch norm)."""
+    if kind == "se":
+        return SEContextGating(input_size, reduction=reduction)
     if kind == "context":
         return ContextGating(input_size, add_batch_norm=add_batch_norm, remove_diagonal=remove_diagonal)
     if kind == "glu":

@@ -12,7 +12,7 @@ from videopool.core.schema import closest_hint
 _POOLING: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {}
 
 # Modules whose import registers the built-in pooling layers.
-_BUILTIN_MODULES = ("simple", "netvlad", "netrvlad", "netfv", "soft_dbow", "dbof", "recurrent")
+_BUILTIN_MODULES = ("simple", "netvlad", "netrvlad", "netfv", "soft_dbow", "dbof", "recurrent", "nextvlad")
 
 
 def _load_builtins() -> None:

@@ -7,7 +7,7 @@
       ├─ late:  per modality ModalityPooling (input BN + pooling)  ─► fusion (concat | fc_concat | mfb)
       └─ early: concatenated frames ─► one ModalityPooling
       │  hidden FC  x W + b, optional BN / activation               (hidden.size; W [dim, H], TF layout)
-      │  gating (context | glu | none)
+      │  gating (context | glu | se | none)
       ▼  classifier head (moe | logistic), optional output Context Gating  ─► probabilities [B, V]
 """
 
@@ -62,7 +62,7 @@ class VideoClassifier(nn.Module):
             size = hidden.size
         gating = config.gating
         self.gating = make_gating(gating.type, size, add_batch_norm=gating.add_batch_norm,
-                                  remove_diagonal=gating.remove_diagonal)
+                                  remove_diagonal=gating.remove_diagonal, reduction=gating.reduction)
         head = config.classifier
         self.classifier = make_head(head.type, size, config.num_classes, num_mixtures=head.num_mixtures,
                                     l2_penalty=head.l2_penalty, prob_gating=head.prob_gating)

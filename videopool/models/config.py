@@ -127,14 +127,19 @@ class HiddenConfig:
 
 @dataclass
 class GatingConfig:
-    """Gate on the video vector before the classifier: ``none``, ``context`` (Context Gating) or ``glu``."""
+    """Gate on the video vector before the classifier: ``none``, ``context`` (Context Gating), ``glu`` or ``se``
+    (SE Context Gating of NeXtVLAD, bottleneck ``H / reduction``; ``add_batch_norm`` and ``remove_diagonal`` do
+    not apply to it)."""
 
     type: str = "none"
     add_batch_norm: bool = True
     remove_diagonal: bool = False
+    reduction: int = 8
 
     def __post_init__(self) -> None:
         check_choice("gating.type", self.type, GATINGS)
+        if self.reduction < 1:
+            raise ConfigError(f"gating.reduction must be >= 1, got {self.reduction}")
 
 
 @dataclass
