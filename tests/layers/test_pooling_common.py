@@ -38,6 +38,8 @@ POOLINGS: dict[str, Case] = {
     "netvlad": Case({"cluster_size": 4}),
     "netrvlad": Case({"cluster_size": 4}),
     "netfv": Case({"cluster_size": 4}),
+    "nonlocal_netvlad": Case({"cluster_size": 4}),
+    "nonlocal_netrvlad": Case({"cluster_size": 3, "num_blocks": 2, "intra_norm": "before_block", "reduction": "max"}),
     "soft_dbow": Case({"cluster_size": 4, "max_pool": True}),
     "gated_soft_dbow": Case({"cluster_size": 4}),
     "dbof": Case({"cluster_size": 5, "activation": "relu", "pooling": "max_average"}),

@@ -18,6 +18,7 @@ from videopool.layers.netfv import NetFV
 from videopool.layers.netrvlad import NetRVLAD
 from videopool.layers.netvlad import NetVLAD
 from videopool.layers.nextvlad import NeXtVLAD
+from videopool.layers.nonlocal_vlad import NonLocalBlock, NonLocalNetVLAD
 from videopool.layers.norm import BN_EPS, BN_MOMENTUM, MaskedBatchNorm1d, l2_normalize
 from videopool.layers.recurrent import GRUPooling, LSTMPooling
 from videopool.layers.registry import create_pooling, get_pooling_class, list_poolings, register_pooling
@@ -29,8 +30,8 @@ __all__ = [
     "ACTIVATIONS", "BN_EPS", "BN_MOMENTUM", "FUSIONS", "GATINGS", "HEADS", "ConcatFusion", "ContextGating", "DBoF",
     "FCConcatFusion", "FramePooling", "FrameAffine", "GRUPooling", "GatedLinearUnit", "GatedSoftDBoW", "HiddenLayer",
     "LSTMPooling", "LogisticClassifier", "MFBFusion", "MaskedBatchNorm1d", "ModalityPooling", "MoEClassifier",
-    "NeXtVLAD", "NetFV", "NetRVLAD", "NetVLAD", "SEContextGating", "SimplePooling", "SoftAssignmentPooling",
-    "SoftDBoW", "create_pooling",
+    "NeXtVLAD", "NetFV", "NetRVLAD", "NetVLAD", "NonLocalBlock", "NonLocalNetVLAD", "SEContextGating",
+    "SimplePooling", "SoftAssignmentPooling", "SoftDBoW", "create_pooling",
     "get_pooling_class", "l2_normalize", "list_poolings", "make_activation", "make_fusion", "make_gating",
     "make_head", "register_pooling",
 ]  # fmt: skip

@@ -12,7 +12,9 @@ from videopool.core.schema import closest_hint
 _POOLING: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {}
 
 # Modules whose import registers the built-in pooling layers.
-_BUILTIN_MODULES = ("simple", "netvlad", "netrvlad", "netfv", "soft_dbow", "dbof", "recurrent", "nextvlad")
+_BUILTIN_MODULES = (
+    "simple", "netvlad", "netrvlad", "netfv", "soft_dbow", "dbof", "recurrent", "nextvlad", "nonlocal_vlad",
+)
 
 
 def _load_builtins() -> None:
