@@ -13,6 +13,7 @@ knows the file, index and offset, fills it in with ``error.located(...)``.
 
 from __future__ import annotations
 
+import struct
 from operator import attrgetter, itemgetter
 
 import numpy as np
@@ -68,19 +69,41 @@ def _decode_frame_level(payload, schema: Schema, dequantize: bool, max_frames: i
         split = split_sequence_example(buf)
         if split is not None:
             context_bytes, lists = split
-            views = []
-            for spec in schema.features:
-                span = lists.get(spec.name)
-                view = None if span is None else strided_frames(buf, span, spec.size, spec.encoding)
-                if view is None:
-                    break  # not the plain layout: the general parse decides (and explains errors)
-                views.append(view)
-            else:
+            views = _strided_views(buf, lists, schema)
+            if views is not None and _other_lists_valid(buf, lists, schema):
                 context = _parse(pb.Features, context_bytes, "the context of a SequenceExample")
                 video_id, labels, segments = _read_context(context.feature, schema)
                 features = _finish_frames(schema, views, dequantize, max_frames)
                 return Video(video_id, labels, features, segments)
     return _decode_frame_level_general(buf, schema, dequantize, max_frames)
+
+
+def _strided_views(buf: memoryview, lists: dict[str, tuple[int, int]], schema: Schema) -> list[np.ndarray] | None:
+    """The zero-copy ``[T, D]`` view of each schema feature, or ``None`` if any list is not in the
+    plain layout (the general parse then decides, and explains any error)."""
+    views = []
+    for spec in schema.features:
+        span = lists.get(spec.name)
+        view = None if span is None else strided_frames(buf, span, spec.size, spec.encoding)
+        if view is None:
+            return None
+        views.append(view)
+    return views
+
+
+def _other_lists_valid(buf: memoryview, lists: dict[str, tuple[int, int]], schema: Schema) -> bool:
+    """Whether the feature lists the schema does not read are valid ``FeatureList`` messages.
+
+    The fast path reads only the schema's lists; the others are parsed here so that the fast
+    path accepts exactly the records the general parse accepts."""
+    wanted = schema.feature_names
+    for name, (start, end) in lists.items():
+        if name not in wanted:
+            try:
+                pb.FeatureList.FromString(buf[start:end])
+            except _PARSE_ERRORS:
+                return False
+    return True
 
 
 def _decode_frame_level_general(buf, schema: Schema, dequantize: bool, max_frames: int | None) -> Video:
@@ -173,8 +196,11 @@ def _decode_video_level(payload, schema: Schema, dequantize: bool) -> Video:
     for spec in schema.features:
         if spec.name not in fmap:
             hint = ""
-            if pb.SequenceExample.FromString(payload).feature_lists.feature_list:
-                hint = "; the record has feature lists, so it is a frame-level SequenceExample"
+            try:
+                if pb.SequenceExample.FromString(payload).feature_lists.feature_list:
+                    hint = "; the record has feature lists, so it is a frame-level SequenceExample"
+            except _PARSE_ERRORS:
+                pass  # field 2 is not a valid FeatureLists: no hint
             raise RecordError(f"feature {spec.name!r} is missing (the record has: "
                               f"{', '.join(sorted(fmap)) or 'none'}){hint}", kind="missing_feature")
         matrix = _frames_from_protobuf([fmap[spec.name]], spec, video_level=True)
@@ -239,10 +265,17 @@ def _check_label_range(video: Video, num_classes: int) -> None:
                           kind="label_range")
 
 
+# What protobuf raises on bad bytes: DecodeError from upb and cpp; the pure-Python backend also
+# raises UnicodeDecodeError (invalid UTF-8 in a string field, map keys included) and, on some
+# malformed inputs, the low-level errors of its decoder.
+_PARSE_ERRORS = (DecodeError, UnicodeDecodeError, ValueError, IndexError, KeyError, TypeError, struct.error,
+                 OverflowError, RecursionError)
+
+
 def _parse(message_class, payload, what: str):
     try:
         return message_class.FromString(payload)
-    except DecodeError as err:
+    except _PARSE_ERRORS as err:
         raise RecordError(f"payload is not {what}: {err}", kind="not_a_record") from None
 
 

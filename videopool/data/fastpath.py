@@ -40,16 +40,27 @@ def _varint_bytes(value: int) -> bytes:
             return bytes(out)
 
 
-def _read_varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
-    """Decode a varint at ``pos``; returns (value, next position), or (-1, pos) if malformed."""
+_MAX_LENGTH_BYTES = 5  # a length is a 32-bit varint: upb rejects longer encodings (even zero-padded ones)
+_MAX_LENGTH = 2**31 - 1  # protobuf's limit on one message or field
+
+
+def _read_length(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
+    """Decode the length varint at ``pos``; returns (value, next position), or (-1, pos) if it is
+    malformed, longer than 5 bytes or over 2**31 - 1.
+
+    Stricter than protobuf never misreads a record: anything refused here goes to the general
+    parse, which decides. At most 5 bytes are read whatever the input, so a run of continuation
+    bytes costs nothing, and the value is compared with the bytes left by the caller before
+    any use."""
     value = 0
+    limit = min(end, pos + _MAX_LENGTH_BYTES)
     shift = 0
-    while pos < end and shift < 64:
+    while pos < limit:
         byte = buf[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
-            return value, pos
+            return (value, pos) if value <= _MAX_LENGTH else (-1, pos)
         shift += 7
     return -1, pos
 
@@ -83,7 +94,7 @@ def split_sequence_example(buf: memoryview) -> tuple[memoryview, dict[str, tuple
     lists_span = None
     while pos < end:
         tag = buf[pos]
-        length, pos = _read_varint(buf, pos + 1, end)
+        length, pos = _read_length(buf, pos + 1, end)
         if length < 0 or pos + length > end:
             return None
         if tag == _TAG_FIELD1_LEN and context is None:
@@ -100,7 +111,7 @@ def split_sequence_example(buf: memoryview) -> tuple[memoryview, dict[str, tuple
     while pos < lists_end:  # map<string, FeatureList> entries
         if buf[pos] != _TAG_FIELD1_LEN:
             return None
-        length, pos = _read_varint(buf, pos + 1, lists_end)
+        length, pos = _read_length(buf, pos + 1, lists_end)
         if length < 0 or pos + length > lists_end:
             return None
         entry = _parse_map_entry(buf, pos, pos + length)
@@ -116,7 +127,7 @@ def _parse_map_entry(buf: memoryview, pos: int, end: int) -> tuple[str, tuple[in
     value = None
     while pos < end:
         tag = buf[pos]
-        length, pos = _read_varint(buf, pos + 1, end)
+        length, pos = _read_length(buf, pos + 1, end)
         if length < 0 or pos + length > end:
             return None
         if tag == _TAG_FIELD1_LEN and key is None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import stat
 import struct
 from typing import BinaryIO, Callable, Iterator, NamedTuple
 
@@ -139,15 +140,21 @@ def _frame_buffer(buffer: memoryview, path: str, verify_crc: bool, pos: int, ind
 
 def _read_blocks(file: BinaryIO, path: str, verify_crc: bool, start_offset: int, index: int,
                  report: Callable[[RecordError], None]) -> Iterator[Record]:
-    """Frame records from large sequential reads (for files that cannot be memory-mapped)."""
+    """Frame records from large sequential reads (for files that cannot be memory-mapped).
+
+    A declared length is checked against the bytes left in the file before anything is
+    allocated for it; on a stream of unknown size (a pipe) a record is read block by block,
+    so memory grows only with the bytes that actually arrive."""
     block_size = _BLOCK_SIZE
-    file.seek(start_offset)
-    max_record_size = _remaining_bytes(file, start_offset)
+    _skip_to(file, start_offset)
+    file_size = _file_size(file)
     buffer = memoryview(b"")
     pos = 0  # read position in buffer
     buffer_offset = start_offset  # file offset of buffer[0]
     while True:
         if len(buffer) - pos < HEADER_SIZE:
+            if file_size is not None:  # no 8 MiB buffer for a small file
+                block_size = max(HEADER_SIZE, min(_BLOCK_SIZE, file_size - buffer_offset - pos))
             buffer, pos, buffer_offset = _refill(file, buffer, pos, buffer_offset, HEADER_SIZE, block_size)
             if len(buffer) == 0:
                 return
@@ -162,11 +169,12 @@ def _read_blocks(file: BinaryIO, path: str, verify_crc: bool, start_offset: int,
             report(err)
             return
         record_size = HEADER_SIZE + length + FOOTER_SIZE
-        if record_size > max_record_size:  # unchecked corrupt length: do not try to allocate it
-            report(_truncated(length, max_record_size, path, index, offset))
+        if file_size is not None and record_size > file_size - offset:  # never allocate an unchecked length
+            report(_truncated(length, file_size - offset, path, index, offset))
             return
         if len(buffer) - pos < record_size:
-            buffer, pos, buffer_offset = _refill(file, buffer, pos, buffer_offset, record_size, block_size)
+            buffer, pos, buffer_offset = _refill(file, buffer, pos, buffer_offset, record_size, block_size,
+                                                 checked=file_size is not None)
             if len(buffer) < record_size:
                 report(_truncated(length, len(buffer), path, index, offset))
                 return
@@ -180,12 +188,54 @@ def _read_blocks(file: BinaryIO, path: str, verify_crc: bool, start_offset: int,
         index += 1
 
 
-def _remaining_bytes(file: BinaryIO, offset: int) -> int:
-    """Bytes left in a regular file from ``offset``; 2 GiB (protobuf's message limit) otherwise."""
+def _file_size(file: BinaryIO) -> int | None:
+    """Size in bytes of a regular or seekable file; ``None`` for a stream of unknown size (a pipe)."""
     try:
-        return os.fstat(file.fileno()).st_size - offset
+        info = os.fstat(file.fileno())
+        if stat.S_ISREG(info.st_mode):
+            return info.st_size
     except (OSError, AttributeError, ValueError):
-        return 2**31
+        pass
+    try:
+        if file.seekable():
+            here = file.tell()
+            size = file.seek(0, os.SEEK_END)
+            file.seek(here)
+            return size
+    except (OSError, AttributeError, ValueError):
+        pass
+    return None
+
+
+def _skip_to(file: BinaryIO, offset: int) -> None:
+    """Position ``file`` at ``offset``: a seek, or reading and dropping bytes on a stream."""
+    if offset == 0:
+        return
+    try:
+        if file.seekable():
+            file.seek(offset)
+            return
+    except (OSError, AttributeError, ValueError):
+        pass
+    left = offset
+    while left > 0:
+        chunk = file.read(min(left, _BLOCK_SIZE))
+        if not chunk:
+            return
+        left -= len(chunk)
+
+
+def _read_exactly(file: BinaryIO, size: int, block_size: int = _BLOCK_SIZE) -> bytes:
+    """Up to ``size`` bytes (fewer at EOF); more than one block is read block by block."""
+    if size <= block_size:
+        return file.read(size)
+    chunks = bytearray()
+    while len(chunks) < size:
+        chunk = file.read(min(size - len(chunks), block_size))
+        if not chunk:
+            break
+        chunks += chunk
+    return bytes(chunks)
 
 
 def _truncated(length: int, available: int, path: str, index: int, offset: int) -> RecordError:
@@ -204,15 +254,26 @@ def _raise(error: RecordError) -> None:
 
 
 def _refill(file: BinaryIO, buffer: memoryview, pos: int, buffer_offset: int, needed: int,
-            block_size: int) -> tuple[memoryview, int, int]:
+            block_size: int, checked: bool = True) -> tuple[memoryview, int, int]:
     """Keep the unread tail of ``buffer`` and append at least ``needed`` bytes (fewer at EOF).
 
-    Each refill reads into a new buffer, so payload views handed out earlier stay valid."""
+    Each refill reads into a new buffer, so payload views handed out earlier stay valid. With
+    ``checked=False`` (a length not checked against a file size: a stream) more than one block
+    is read block by block, so it costs only the bytes that are really there."""
     tail = buffer[pos:]
-    data = bytearray(max(block_size, needed))
-    data[: len(tail)] = tail
-    got = file.readinto(memoryview(data)[len(tail):])
-    return memoryview(data)[: len(tail) + got], 0, buffer_offset + pos
+    if needed <= block_size or checked:
+        data = bytearray(max(block_size, needed))
+        data[: len(tail)] = tail
+        got = 0
+        while len(tail) + got < needed:  # a pipe may return less than asked before its end
+            count = file.readinto(memoryview(data)[len(tail) + got:])
+            if not count:
+                break
+            got += count
+        return memoryview(data)[: len(tail) + got], 0, buffer_offset + pos
+    data = bytearray(tail)
+    data += _read_exactly(file, needed - len(tail), block_size)
+    return memoryview(data), 0, buffer_offset + pos
 
 
 def index_records(path: str | os.PathLike, verify_crc: bool = True) -> np.ndarray:
@@ -261,9 +322,10 @@ def read_record_at(path_or_file: str | os.PathLike | BinaryIO, offset: int, veri
         raise RecordError("file ends inside a record header", path=path, index=index, offset=offset,
                           kind="truncated")
     length = _check_header(header, path, index, offset, verify_crc)
-    if length + FOOTER_SIZE > _remaining_bytes(file, offset + HEADER_SIZE):
-        raise _truncated(length, _remaining_bytes(file, offset), path, index, offset)
-    body = file.read(length + FOOTER_SIZE)
+    size = _file_size(file)
+    if size is not None and HEADER_SIZE + length + FOOTER_SIZE > size - offset:  # checked before reading
+        raise _truncated(length, size - offset, path, index, offset)
+    body = _read_exactly(file, length + FOOTER_SIZE)
     if len(body) < length + FOOTER_SIZE:
         raise RecordError(f"truncated record: {length} payload bytes announced, {max(len(body) - 4, 0)} present",
                           path=path, index=index, offset=offset, kind="truncated")
