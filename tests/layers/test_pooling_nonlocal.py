@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.layers import reference as ref
-from videopool.layers import NonLocalNetVLAD, create_pooling
+from videopool.layers import FrameAffine, NonLocalNetVLAD, create_pooling
 
 DIMS, CLUSTERS = 5, 3
 
@@ -151,6 +151,22 @@ def test_a_zero_output_block_reduces_to_netvlad():
     torch.testing.assert_close(layer(frames), netvlad(frames), rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize("centroids", [True, False])
+@pytest.mark.parametrize("training", [False, True])
+def test_pooling_with_affine_equals_pooling_the_mapped_frames(centroids, training):
+    """The lazy FrameAffine path (the folded input BN of ModalityPooling) is the eager one."""
+    generator = torch.Generator().manual_seed(3)
+    layer = _layer(centroids=centroids, num_blocks=2).train(training)
+    frames = torch.randn(3, 6, DIMS, generator=generator, dtype=torch.float64)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    mask[1, 2:] = False
+    affine = FrameAffine(torch.rand(3, 6, 1, generator=generator, dtype=torch.float64) + 0.5,
+                         torch.rand(DIMS, generator=generator, dtype=torch.float64) + 0.5,
+                         torch.randn(DIMS, generator=generator, dtype=torch.float64))
+    torch.testing.assert_close(layer(frames, mask, affine=affine), layer(affine.apply(frames), mask),
+                               rtol=1e-10, atol=1e-12)
+
+
 def test_rejects_unknown_options():
     for bad in (dict(intra_norm="before"), dict(reduction="mean"), dict(value_weights="theta"), dict(num_blocks=0)):
         with pytest.raises(ValueError, match=next(iter(bad))):
@@ -162,10 +178,10 @@ def test_export_model_runs_the_nonlocal_model(tmp_path):
     from videopool.models import create_model
     from videopool.models.checkpoint import save_weights
 
-    model = create_model("nl_netvlad_128_small", num_classes=7).eval()
+    model = create_model("nl_netvlad_128_small", num_classes=7, cluster_size=4, **{"hidden.size": 8}).eval()
     checkpoint = tmp_path / "nl.safetensors"
     save_weights(str(checkpoint), model.state_dict(), {"model_config": model.config.to_dict(), "num_classes": 7})
-    program, metadata = None, export_model(str(checkpoint), str(tmp_path / "nl.pt2"))
+    metadata = export_model(str(checkpoint), str(tmp_path / "nl.pt2"))
     program, _ = load_exported(str(tmp_path / "nl.pt2"))
     assert metadata["num_classes"] == 7
     generator = torch.Generator().manual_seed(0)
