@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import get_worker_info
 
 from videopool.data.batch import VideoBatch
+from videopool.data.errors import BAD_RECORDS_KEY
 
 # float32 constants of the YouTube-8M decoder: x = q * 4/255 + (4/512 - 2).
 _DEQUANTIZE_SCALE = float(np.float32(4.0 / 255.0))
@@ -61,8 +62,13 @@ def collate_videos(items: Sequence[dict], dequantize: bool = True) -> VideoBatch
         dequantize: turn uint8 frames into float32 features (default). With ``False``
             uint8 frames stay uint8 (padding bytes 0; use the mask).
     """
-    items = [item for item in items if item is not None]  # bad records skipped by a map-style dataset
+    # Bad records a streaming dataset reports (report_errors=True) ride along in ``extra``; an item holding
+    # only them is no video. ``None`` items are bad records skipped by a map-style dataset.
+    bad_records = [error for item in items if item is not None for error in item.get(BAD_RECORDS_KEY, ())]
+    items = [item for item in items if item is not None and "frames" in item]
     if not items:
+        if bad_records:
+            return empty_batch(bad_records)
         raise ValueError("collate_videos needs at least one item (every item of this batch was None, "
                          "i.e. a bad record skipped with on_error='skip')")
     names = list(items[0]["frames"])
@@ -102,7 +108,15 @@ def collate_videos(items: Sequence[dict], dequantize: bool = True) -> VideoBatch
         num_frames=torch.tensor([int(item["num_frames"]) for item in items], dtype=torch.int64),
         labels=labels,
         segments=segments if any(s is not None for s in segments) else None,
+        extra={BAD_RECORDS_KEY: bad_records} if bad_records else {},
     )
+
+
+def empty_batch(bad_records: list) -> VideoBatch:
+    """A batch of no video that only carries bad records (``make_loader`` drops it after counting them)."""
+    return VideoBatch(ids=[], frames={}, mask=torch.zeros(0, 0, dtype=torch.bool),
+                      num_frames=torch.zeros(0, dtype=torch.int64), labels=torch.zeros(0, 0),
+                      extra={BAD_RECORDS_KEY: bad_records})
 
 
 def dequantize_batch(batch: VideoBatch) -> VideoBatch:

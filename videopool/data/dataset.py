@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
 from videopool.data.codec import decode_record, infer_schema
-from videopool.data.errors import ErrorPolicy, RecordError
+from videopool.data.errors import BAD_RECORDS_KEY, ErrorPolicy, RecordError, forwarding_policy
 from videopool.data.io import expand_paths
 from videopool.data.sampling import FrameSelection, select_frames
 from videopool.data.schema import Schema
@@ -145,6 +145,12 @@ class VideoIterableDataset(_ShardReader, IterableDataset):
         shuffle, shuffle_buffer, seed, epoch: see above.
         on_error: ``"error"`` raises :class:`RecordError`; ``"skip"`` skips bad records
             (warning once per worker and epoch with the count).
+        report_errors: instead of raising or warning, hand every bad record to the consumer: the item after
+            it carries it in a list under ``"bad_records"`` (:data:`~videopool.data.errors.BAD_RECORDS_KEY`),
+            and bad records after the last video come as an item holding only that key. With
+            ``on_error="error"`` the stream ends at the first one. This is how :func:`make_loader` counts bad
+            records found in DataLoader workers and applies the policy in the main process; the items
+            between bad records are the same as with ``"skip"``, so batches form deterministically.
         dequantize: float32 frames (default) or uint8 codes (dequantized by the collate).
         rank, world_size: this process's place in distributed training; default from
             ``torch.distributed`` if initialized, else ``RANK`` / ``WORLD_SIZE``, else 0 / 1.
@@ -159,10 +165,11 @@ class VideoIterableDataset(_ShardReader, IterableDataset):
                  seed: int = 0, epoch: int = 0, on_error: str = "error", dequantize: bool = True,
                  rank: int | None = None, world_size: int | None = None,
                  feature_names: Sequence[str] | None = None, max_frames: int = TF_MAX_FRAMES,
-                 verify_crc: bool = True) -> None:
+                 verify_crc: bool = True, report_errors: bool = False) -> None:
         super().__init__(patterns, num_classes=num_classes, schema=schema, selection=selection, seed=seed,
                          epoch=epoch, on_error=on_error, dequantize=dequantize, feature_names=feature_names,
                          max_frames=max_frames, verify_crc=verify_crc)
+        self.report_errors = bool(report_errors)
         if shuffle_buffer < 1:
             raise ValueError(f"shuffle_buffer must be at least 1, got {shuffle_buffer}")
         self.shuffle, self.shuffle_buffer = shuffle, int(shuffle_buffer)
@@ -195,18 +202,30 @@ class VideoIterableDataset(_ShardReader, IterableDataset):
         """The items DataLoader worker ``worker`` of ``num_workers`` yields (on this rank)."""
         reader = self.rank * num_workers + worker
         rng = np.random.default_rng([self.seed, self.epoch, reader, self.world_size * num_workers])
-        policy = ErrorPolicy(self.on_error)
+        report = self.report_errors
+        policy = forwarding_policy() if report else ErrorPolicy(self.on_error)
         records = self._records(reader, self.world_size * num_workers, policy)
         if self.shuffle:
             records = shuffle_buffer(records, self.shuffle_buffer, rng)
         names = None
         for payload, path, index, offset in records:
             video = self._decode(payload, path, index, offset, policy)
+            if report and self.on_error == "error" and policy.examples:
+                yield {BAD_RECORDS_KEY: policy.take()[:1]}  # the consumer raises it; nothing after it is read
+                return
             if video is None:
                 continue
             names = names or self.feature_names or self.schema().feature_names
-            yield make_item(video, self.selection, rng, self.num_classes, names)
-        policy.warn_summary()
+            item = make_item(video, self.selection, rng, self.num_classes, names)
+            if report and policy.examples:  # the bad records met since the previous video travel with this one
+                item[BAD_RECORDS_KEY] = policy.take()
+            yield item
+        if report:
+            pending = policy.take()  # bad records after the last video (e.g. a truncated end of file)
+            if pending:
+                yield {BAD_RECORDS_KEY: pending[:1] if self.on_error == "error" else pending}
+        else:
+            policy.warn_summary()
 
 
 class VideoMapDataset(_ShardReader, Dataset):

@@ -9,8 +9,18 @@ record either raises (``on_error="error"``, the default) or is skipped and count
 
 from __future__ import annotations
 
+import math
+import sys
 import warnings
 from dataclasses import dataclass, field
+
+# ``on_bad_record`` / ``on_error``: stop at the first bad record, or skip and count it (the CLI's --on-bad-record).
+BAD_RECORD_POLICIES = ("error", "skip")
+# ``max_bad_records``: with "skip", a run stops once more than this share of the records read were bad
+# (a fraction < 1; always at least one bad record is tolerated), or more than this many (a count >= 1).
+DEFAULT_MAX_BAD_RECORDS = 0.01
+# The key under which dataset items and batches carry the bad records found before them (see make_loader).
+BAD_RECORDS_KEY = "bad_records"
 
 # The kinds of problems; ``RecordError.kind`` is one of these.
 KINDS = (
@@ -90,7 +100,7 @@ class ErrorPolicy:
     counts_by_kind: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.mode not in ("error", "skip"):
+        if self.mode not in BAD_RECORD_POLICIES:
             raise ValueError(f"on_error must be 'error' or 'skip', got {self.mode!r}")
 
     def handle(self, error: RecordError) -> None:
@@ -101,6 +111,15 @@ class ErrorPolicy:
         self.counts_by_kind[error.kind] = self.counts_by_kind.get(error.kind, 0) + 1
         if len(self.examples) < self.max_examples:
             self.examples.append(error)
+
+    def take(self) -> list[RecordError]:
+        """The examples kept since the last call (the count is kept); for a policy that forwards its errors."""
+        taken, self.examples = self.examples, []
+        return taken
+
+    def kinds(self) -> str:
+        """``"label_range: 2, payload_crc: 1"``."""
+        return ", ".join(f"{k}: {n}" for k, n in sorted(self.counts_by_kind.items()))
 
     def summary(self) -> str:
         lines = [f"skipped {self.count} bad record(s) "
@@ -117,3 +136,45 @@ class ErrorPolicy:
         self.count = 0
         self.examples = []
         self.counts_by_kind = {}
+
+
+def forwarding_policy() -> ErrorPolicy:
+    """A skip policy that keeps every error (for :meth:`ErrorPolicy.take`): what a dataset uses to hand its
+    bad records to the loader, which applies the user's policy in the main process."""
+    return ErrorPolicy("skip", max_examples=sys.maxsize)
+
+
+def check_max_bad_records(limit: float) -> float:
+    """``limit`` if it is a valid ``max_bad_records`` (a fraction in ``[0, 1)``, a whole number ``>= 1`` or
+    ``inf``), else ``ValueError``."""
+    valid = isinstance(limit, (int, float)) and not isinstance(limit, bool) and not math.isnan(limit) and (
+        0 <= limit < 1 or limit == math.inf or (limit >= 1 and float(limit).is_integer()))
+    if not valid:
+        raise ValueError(f"max_bad_records must be a fraction of the records read in [0, 1) (e.g. 0.01 = 1%), a "
+                         f"whole number of records >= 1, or inf (no limit); got {limit!r}")
+    return limit
+
+
+def bad_records_allowed(limit: float, records_read: int) -> float:
+    """How many bad records ``max_bad_records=limit`` tolerates after ``records_read`` records (good + bad):
+    ``limit`` itself when it is a count (>= 1); a fraction ``f`` tolerates ``floor(f * records_read)``, and at
+    least one, so that one corrupt record early in a large data set does not stop the run; 0 tolerates none."""
+    if limit >= 1 or limit == 0:
+        return limit
+    return max(1, math.floor(limit * records_read))
+
+
+class BadRecordLimitError(ValueError):
+    """More bad records than ``max_bad_records`` allows: the data, not a few records, is at fault.
+
+    Attributes: ``count`` (bad records), ``read`` (records read, good and bad), ``limit``, ``examples``."""
+
+    def __init__(self, what: str, policy: ErrorPolicy, read: int, limit: float, listed_in: str | None = None):
+        self.count, self.read, self.limit, self.examples = policy.count, read, limit, list(policy.examples)
+        allowed = bad_records_allowed(limit, read)
+        where = f"; every one is listed in {listed_in}" if listed_in else ""
+        first = f"; the first: {self.examples[0]}" if self.examples else ""
+        super().__init__(
+            f"{what}: {policy.count} of the {read} records read are bad ({policy.kinds()}), more than "
+            f"--max-bad-records {limit:g} allows (at most {allowed:g} so far): stopped{where}{first}. Fix or "
+            f"remove the damaged files (videopool inspect lists them), or raise --max-bad-records")

@@ -8,8 +8,10 @@ frequencies, segment annotations and bad records. :func:`format_report` renders 
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections import Counter
+from typing import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,7 +20,7 @@ from videopool.data.codec import decode_record, infer_schema
 from videopool.data.errors import ErrorPolicy, RecordError
 from videopool.data.io import expand_paths
 from videopool.data.schema import Schema
-from videopool.data.tfrecord import read_records
+from videopool.data.tfrecord import Record, read_records
 from videopool.data.vocabulary import Vocabulary
 
 
@@ -70,6 +72,42 @@ class InspectReport:
                             "examples": [{"path": e.path, "index": e.index, "offset": e.offset,
                                           "kind": e.kind, "message": e.message} for e in self.bad_examples]},
         }
+
+
+def file_layouts(path: str, *, verify_crc: bool = True, errors: ErrorPolicy | None = None,
+                 max_records: int = 8) -> Iterator[tuple[Record, Schema]]:
+    """``(record, inferred schema)`` for the intact records among the first ``max_records`` of one file, lazily:
+    the kind of file it is, read off each record (:func:`~videopool.data.codec.infer_schema`) as
+    :func:`inspect_shards` does per file. With ``errors=None`` a bad record raises :class:`RecordError`; with a
+    skipping policy it is counted and the next record is tried.
+    """
+    records = read_records(path, verify_crc=verify_crc, errors=errors)
+    for record in itertools.islice(records, max_records):
+        try:
+            layout = infer_schema(record.payload)
+        except RecordError as error:
+            error.located(path, record.index, record.offset)
+            if errors is None:
+                raise
+            errors.handle(error)
+            continue
+        yield record, layout
+
+
+def unit(spec) -> str:
+    return "bytes" if spec.encoding == "bytes" else "floats"
+
+
+def describe_layout(schema: Schema, only: bool = False) -> str:
+    """The kind of file a schema describes, in words: ``a frame-level file (rgb: 1024 bytes per frame, ...)``,
+    ``a video-level file (one vector per video: mean_rgb: 1024 floats, ...)``; ``only`` says "with only ..."."""
+    parts = ", ".join(f"{spec.name}: {spec.size} {unit(spec)}" for spec in schema.features)
+    if schema.level == "video":
+        return f"a video-level file (one vector per video: {parts})"
+    names = " and ".join(schema.feature_names)
+    if only:
+        return f"a frame-level file with only {names} ({parts} per frame)"
+    return f"a frame-level file ({parts} per frame)"
 
 
 def _stats(values: np.ndarray) -> dict:

@@ -4,14 +4,25 @@ from __future__ import annotations
 
 import glob
 import os
-from typing import Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 
+from videopool.data.batch import VideoBatch
 from videopool.data.collate import collate_videos
 from videopool.data.dataset import VideoIterableDataset
+from videopool.data.errors import (
+    BAD_RECORDS_KEY,
+    DEFAULT_MAX_BAD_RECORDS,
+    BadRecordLimitError,
+    ErrorPolicy,
+    RecordError,
+    bad_records_allowed,
+    check_max_bad_records,
+)
 from videopool.data.sampling import FrameSelection
+from videopool.data.schema import Schema
 
 
 def expand_patterns(patterns: Sequence[str] | str, what: str = "data") -> list[str]:
@@ -58,16 +69,44 @@ def make_loader(
     world_size: int | None = None,
     device: torch.device | str = "cpu",
     what: str = "data",
-) -> DataLoader:
+    on_bad_record: str = "error",
+    max_bad_records: float = DEFAULT_MAX_BAD_RECORDS,
+    on_skip: Callable[[RecordError], None] | None = None,
+    bad_record_log: str | None = None,
+    features: Mapping[str, int] | None = None,
+    schema: Schema | None = None,
+) -> "VideoLoader":
     """A DataLoader of :class:`~videopool.data.VideoBatch` over ``patterns``.
 
     The dataset shards its files/records over ranks and loader workers itself, so
     every video is read exactly once per epoch across the whole job. ``workers=None`` picks the
     default for ``device`` (:func:`resolve_workers`); batches are pinned for CUDA.
+
+    Bad records (``on_bad_record``): ``"error"`` raises the first one's :class:`RecordError` (file, record,
+    offset) in the main process, also from a loader worker; ``"skip"`` leaves it out, calls ``on_skip(error)``
+    for each one as the batch after it arrives, counts them in ``loader.skipped`` (an
+    :class:`~videopool.data.errors.ErrorPolicy`, renewed at every pass) and raises
+    :class:`~videopool.data.errors.BadRecordLimitError` once a pass has had more than ``max_bad_records``
+    (a fraction of the records read so far, tolerating at least one, or a count >= 1; see
+    :func:`~videopool.data.errors.bad_records_allowed`). ``bad_record_log`` names where the caller lists
+    them, for that message. The skips are deterministic: a pass forms the same batches every time.
+
+    ``features`` (the model's ``{name: size}``) checks every shard first (:func:`~videopool.data.preflight.
+    check_shards`: a shard of another kind fails now, named) and decodes with the model's sizes, so a bad
+    record is reported against its own shard; ``schema`` gives the decode schema directly (no check).
     """
+    check_max_bad_records(max_bad_records)
+    ErrorPolicy(on_bad_record)  # validates the choice
+    patterns = expand_patterns(patterns, what)
+    if schema is None and features is not None:
+        from videopool.data.preflight import check_shards
+
+        schema = check_shards(patterns, features=features, num_classes=num_classes, on_error=on_bad_record,
+                              what=what).schema
     dataset = VideoIterableDataset(
-        expand_patterns(patterns, what),
+        patterns,
         num_classes=num_classes,
+        schema=schema,
         selection=FrameSelection(strategy=strategy, num_frames=num_frames),
         shuffle=shuffle,
         seed=seed,
@@ -75,10 +114,18 @@ def make_loader(
         rank=rank,
         world_size=world_size,
         dequantize=False,  # uint8 through the workers (4x fewer bytes); collate_videos dequantizes per batch
+        on_error=on_bad_record,
+        report_errors=True,  # the bad records reach this process with the batches, from any worker
+        feature_names=list(features) if features is not None else None,
     )
     workers = resolve_workers(workers, device)
-    return DataLoader(
+    return VideoLoader(
         dataset,
+        what=what,
+        on_bad_record=on_bad_record,
+        max_bad_records=max_bad_records,
+        on_skip=on_skip,
+        bad_record_log=bad_record_log,
         batch_size=batch_size,
         collate_fn=collate_videos,
         num_workers=workers,
@@ -88,6 +135,52 @@ def make_loader(
         prefetch_factor=2 if workers > 0 else None,
         persistent_workers=False,  # so each epoch's set_epoch reaches the workers
     )
+
+
+class VideoLoader(DataLoader):
+    """The DataLoader :func:`make_loader` returns: it applies the bad-record policy in the main process.
+
+    The dataset (``report_errors=True``) hands every bad record over with the batch after it, from whichever
+    worker read it. Iterating raises the first one under ``"error"``; under ``"skip"`` it counts them in
+    :attr:`skipped`, reports each to ``on_skip`` and stops the pass with :class:`BadRecordLimitError` beyond
+    ``max_bad_records``. Batches that held only bad records are dropped, so every batch has videos.
+    :attr:`records_read` counts the pass's records, good and bad.
+    """
+
+    def __init__(self, dataset, *, what: str, on_bad_record: str, max_bad_records: float,
+                 on_skip: Callable[[RecordError], None] | None = None, bad_record_log: str | None = None,
+                 **kwargs) -> None:
+        super().__init__(dataset, **kwargs)
+        self.what, self.on_bad_record, self.max_bad_records = what, on_bad_record, max_bad_records
+        self.on_skip, self.bad_record_log = on_skip, bad_record_log
+        self.skipped = ErrorPolicy(on_bad_record)
+        self.records_read = 0
+
+    def __iter__(self) -> Iterator[VideoBatch]:
+        return self._checked(super().__iter__())
+
+    def _checked(self, batches) -> Iterator[VideoBatch]:
+        policy = self.skipped = ErrorPolicy(self.on_bad_record)
+        self.records_read = 0
+        try:
+            for batch in batches:
+                errors = batch.extra.pop(BAD_RECORDS_KEY, ())
+                for error in errors:
+                    policy.handle(error)  # raises it under "error"
+                    if self.on_skip is not None:
+                        self.on_skip(error)
+                self.records_read += len(batch) + len(errors)
+                if errors and policy.count > bad_records_allowed(self.max_bad_records, self.records_read):
+                    raise BadRecordLimitError(self.what, policy, self.records_read, self.max_bad_records,
+                                              self.bad_record_log)
+                if len(batch):
+                    yield batch
+        finally:
+            # Stop the workers now, in this process: left to the garbage collector, an iterator caught in a
+            # reference cycle with the exception may be finalised in a later loader's forked worker.
+            shutdown = getattr(batches, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
 
 
 def set_loader_epoch(loader: DataLoader, epoch: int) -> None:
