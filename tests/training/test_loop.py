@@ -35,7 +35,7 @@ def test_resume_after_a_kill_gives_the_weights_of_an_uninterrupted_run(tiny_data
     assert info["step"] == 6 and info["examples_seen"] == 24 and info["num_classes"] == NUM_CLASSES
     assert info["model_config"]["pooling"]["cluster_size"] == 2
     assert sorted(os.listdir(tmp_path / "full" / "checkpoints")) == [
-        "step-000002.safetensors", "step-000004.safetensors", "step-000006.safetensors"]
+        f"step-{step:06d}.{kind}" for step in (2, 4, 6) for kind in ("resume.pt", "safetensors")]
 
 
 def test_bf16_training_keeps_fp32_checkpoints_and_resumes_exactly(tiny_data, tmp_path):

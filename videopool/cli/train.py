@@ -65,9 +65,11 @@ def _explicit_overrides(args) -> dict:
 
 
 def run(args) -> int:
+    from videopool.core.files import DiskFullError
     from videopool.data import RecordError
     from videopool.training.api import build_config, num_classes_for
-    from videopool.training.loop import NonFiniteLossError, train
+    from videopool.training.loop import NonFiniteLossError, ValidationFailedError, train
+    from videopool.training.run_lock import RunLockedError
 
     try:
         config = build_config(args.model, args.config, _explicit_overrides(args), args.out, resume=args.resume)
@@ -80,6 +82,16 @@ def run(args) -> int:
     except NonFiniteLossError as err:
         print(f"videopool train: error: {err}", file=sys.stderr)
         return 1
+    except RunLockedError as err:
+        print(f"videopool train: error: {err}", file=sys.stderr)
+        return 2
+    except DiskFullError as err:
+        print(f"videopool train: error: {err}", file=sys.stderr)
+        return 1
+    except ValidationFailedError as err:
+        # bad validation data is the user's to fix (2); anything else (out of memory, ...) is a failure (1)
+        print(f"videopool train: error: {err}", file=sys.stderr)
+        return 2 if isinstance(err.cause, (ValueError, FileNotFoundError, RecordError)) else 1
     except (ValueError, FileNotFoundError, RecordError) as err:
         hint = ""
         if "label" in str(err):

@@ -1,37 +1,103 @@
 """Atomic file writes: a reader never sees a half-written file at its final path.
 
-Every file videopool writes goes through :func:`atomic_path`: the content goes to a temporary file in the same
-folder, is flushed to disk (``fsync``) and then renamed over the final name, so a crash or a full disk leaves
-either the previous file or none.
+Every file videopool writes goes through :func:`atomic_path` (or :func:`atomic_write`, which opens the temporary
+file for the caller): the content goes to a temporary file in the same folder, is flushed to disk (``fsync``) and
+then renamed over the final name, so a crash, a kill or a full disk leaves either the previous file or none, and
+never a truncated file at the final path.
+
+The temporary file is named ``.NAME.PID.XXXXXXXX.tmp`` (``PID`` is the writing process): a kill leaves it behind,
+and the next write of ``NAME`` in that folder removes the leftovers of processes that are no longer alive on this
+host (:func:`remove_temporaries`; the trainer removes every leftover of its run directory at start, under its lock).
+
+A full disk (``ENOSPC``, or ``EDQUOT`` for a quota) while writing becomes a :class:`DiskFullError` naming the final
+path; callers add what is still intact (the trainer: the previous checkpoint's step).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
 import tempfile
-from typing import Iterator
+from typing import IO, Any, Iterator
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
+_MAX_PREFIX = 200  # a file name is at most 255 bytes on the common file systems
+
+
+class DiskFullError(OSError):
+    """The disk (or quota) filled up while writing ``path``; the file at ``path`` is unchanged."""
+
+    def __init__(self, path: str, note: str = "") -> None:
+        super().__init__(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+        self.path = path
+        self.note = note
+
+    def with_note(self, note: str) -> "DiskFullError":
+        return DiskFullError(self.path, note)
+
+    def __str__(self) -> str:
+        return f"disk full while writing {self.path}" + (f"; {self.note}" if self.note else "")
+
+
+def is_disk_full(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
-    """Yield a temporary path next to ``path``; when the block succeeds, fsync it and move it over ``path``."""
+    """Yield a temporary path next to ``path``; when the block succeeds, fsync it and move it over ``path``.
+
+    When the block (or the fsync, or the rename) fails, the temporary file is removed and ``path`` is untouched; a
+    full disk is raised as :class:`DiskFullError`.
+    """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    name = os.path.basename(path)
+    remove_temporaries(folder, name)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name[:_MAX_PREFIX]}.{os.getpid()}.", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise _disk_full(err, path) from err
     os.close(fd)
     try:
         yield tmp
         if os.path.exists(tmp):
-            with open(tmp, "rb") as handle:
-                os.fsync(handle.fileno())
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         os.replace(tmp, path)
         _fsync_folder(folder)
+    except OSError as err:
+        raise _disk_full(err, path) from err
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_args: Any) -> Iterator[IO]:
+    """:func:`atomic_path` with the temporary file opened (``open(tmp, mode, **open_args)``) and closed for you."""
+    with atomic_path(path) as tmp:
+        with _open_temporary(tmp, mode, os.fspath(path), **open_args) as handle:
+            yield handle
+
+
+def _open_temporary(tmp: str, mode: str, final_path: str, **open_args: Any) -> IO:
+    # The one place a temporary file is opened for writing (tests put a full disk behind it).
+    return open(tmp, mode, **open_args)
+
+
+def _disk_full(err: OSError, path: str) -> OSError:
+    if isinstance(err, DiskFullError) or not is_disk_full(err):
+        return err
+    return DiskFullError(path)
 
 
 def link_atomically(source: str, target: str) -> None:
@@ -40,8 +106,47 @@ def link_atomically(source: str, target: str) -> None:
         os.unlink(tmp)
         try:
             os.link(source, tmp)
-        except OSError:
+        except OSError as err:
+            if is_disk_full(err):
+                raise
             shutil.copyfile(source, tmp)
+
+
+def remove_temporaries(folder: str, name: str | None = None, *, all_processes: bool = False) -> list[str]:
+    """Remove the temporary files that :func:`atomic_path` left in ``folder`` (for the final name ``name``, or for
+    every name) when the process that wrote them is dead. ``all_processes`` removes them whatever their writer: only
+    for a folder whose writer holds a lock on it (the trainer's run directory). Returns the removed paths."""
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return []
+    removed = []
+    for entry in entries:
+        match = _TEMPORARY.match(entry)
+        if match is None or (name is not None and match["name"] != name[:_MAX_PREFIX]):
+            continue
+        pid = int(match["pid"])
+        if not all_processes and (pid == os.getpid() or process_alive(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(folder, entry))
+            removed.append(os.path.join(folder, entry))
+        except OSError:
+            pass  # gone already, or not ours to remove
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this host."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def _fsync_folder(folder: str) -> None:

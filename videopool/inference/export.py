@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from videopool.core.files import atomic_write
 from videopool.inference.predict import bf16_copy
 from videopool.models.checkpoint import load_model
 
@@ -51,7 +52,8 @@ def export_model(checkpoint: str, out: str, *, precision: str = "fp32") -> dict[
         "inputs": "frames: dict modality -> [B, N, D] tensor; mask: [B, N] bool (True = real frame)",
         "output": "probabilities [B, num_classes] float",
     }
-    torch.export.save(program, out, extra_files={METADATA_FILE: json.dumps(metadata)})
+    with atomic_write(out, "wb") as handle:  # never a truncated .pt2 at ``out``
+        torch.export.save(program, handle, extra_files={METADATA_FILE: json.dumps(metadata)})
     return metadata
 
 

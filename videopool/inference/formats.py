@@ -17,6 +17,10 @@ Segment level (2019 challenge)::
 
 one row per class with up to 100,000 ``videoId:startFrame`` ids in descending
 confidence. Rows of classes that received no segment have an empty second field.
+
+A file named by its path is written atomically (:func:`videopool.core.files.atomic_write`): rows go to a
+temporary file that replaces the final path only once the writer is closed without an error, so a kill, an
+exception or a full disk mid-way leaves the previous file (or none), never a truncated one.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import IO, Any
 import numpy as np
 import torch
 
+from videopool.core.files import atomic_write
 from videopool.metrics.ranking import as_tensor, stable_top_k
 
 VIDEO_HEADER = ("VideoId", "LabelConfidencePairs")
@@ -41,10 +46,12 @@ def format_score(score: float) -> str:
     return "%g" % score
 
 
-def _open_for_writing(target: str | os.PathLike | IO[str]) -> tuple[IO[str], bool]:
+def _open_for_writing(target: str | os.PathLike | IO[str]) -> tuple[IO[str], Any]:
+    """``(text file, the atomic write to finish or None)``: a path is written atomically, an open file as is."""
     if isinstance(target, (str, os.PathLike)):
-        return open(target, "w", newline="", encoding="utf-8"), True
-    return target, False
+        atomic = atomic_write(target, "w", newline="", encoding="utf-8")
+        return atomic.__enter__(), atomic
+    return target, None
 
 
 class VideoPredictionWriter:
@@ -73,7 +80,7 @@ class VideoPredictionWriter:
             raise ValueError(f"top_k must be positive, got {top_k}")
         self.top_k = top_k
         self.class_names = class_names
-        self._file, self._owns_file = _open_for_writing(target)
+        self._file, self._atomic = _open_for_writing(target)
         self._csv = csv.writer(self._file, lineterminator="\n")
         self._csv.writerow(VIDEO_HEADER + ((NAMES_COLUMN,) if class_names is not None else ()))
         self.num_rows = 0
@@ -99,17 +106,19 @@ class VideoPredictionWriter:
         except (IndexError, KeyError):
             return str(class_id)
 
-    def close(self) -> None:
-        if self._owns_file:
-            self._file.close()
-        else:
+    def close(self, *exc_info: Any) -> None:
+        """Finish the file: a path is moved into place (or, with ``exc_info`` of an error, discarded)."""
+        if self._atomic is not None:
+            atomic, self._atomic = self._atomic, None
+            atomic.__exit__(*(exc_info or (None, None, None)))
+        elif self._file is not None:
             self._file.flush()
 
     def __enter__(self) -> "VideoPredictionWriter":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, *exc: Any) -> None:
+        self.close(*exc)
 
 
 def iter_video_predictions(path: str | os.PathLike) -> Iterator[tuple[str, list[tuple[int, float]]]]:
@@ -205,14 +214,14 @@ class SegmentSubmissionWriter:
         return {int(c): self._kept[i][1].tolist() for i, c in enumerate(self.class_ids)}
 
     def write(self, target: str | os.PathLike | IO[str]) -> None:
-        handle, owns = _open_for_writing(target)
-        try:
-            handle.write(",".join(SEGMENT_HEADER) + "\n")
-            for class_id, ids in self.ranked().items():
-                handle.write(f"{class_id},{' '.join(ids)}\n")
-        finally:
-            if owns:
-                handle.close()
+        """Write the CSV to ``target`` (a path: atomically)."""
+        if isinstance(target, (str, os.PathLike)):
+            with atomic_write(target, "w", newline="", encoding="utf-8") as handle:
+                self.write(handle)
+            return
+        target.write(",".join(SEGMENT_HEADER) + "\n")
+        for class_id, ids in self.ranked().items():
+            target.write(f"{class_id},{' '.join(ids)}\n")
 
 
 def read_segment_submission(path: str | os.PathLike) -> dict[int, list[str]]:

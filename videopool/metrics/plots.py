@@ -5,6 +5,8 @@
   stops short of 1 when positives never made a video's top-k).
 * :func:`plot_ap_vs_frequency` — per-class AP against the number of positives
   of the class (log x), which shows whether a low mAP comes from rare classes.
+
+Each plot is written atomically (:func:`videopool.core.files.atomic_write`): never a truncated PNG.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from videopool.core.files import atomic_write
 from videopool.metrics.ap import precision_recall_curve
 from videopool.metrics.ranking import as_numpy
 
@@ -75,7 +78,7 @@ def plot_precision_recall(
     axes.set_title(title or "Precision-recall of the pooled top-k predictions")
     axes.grid(alpha=0.3)
     figure.tight_layout()
-    figure.savefig(path)
+    _save(figure, path)
     return str(path)
 
 
@@ -128,8 +131,15 @@ def plot_ap_vs_frequency(
     axes.grid(alpha=0.3, which="both")
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
-    figure.savefig(path)
+    _save(figure, path)
     return str(path)
+
+
+def _save(figure, path: str | os.PathLike) -> None:
+    """Render ``figure`` atomically to ``path``, in the format its extension names (PNG without one)."""
+    extension = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
+    with atomic_write(path, "wb") as handle:
+        figure.savefig(handle, format=extension)
 
 
 def _classes_to_name(ap: np.ndarray, counts: np.ndarray, present: np.ndarray, num_named: int) -> list[int]:

@@ -37,7 +37,9 @@ def build_config(
             raise ValueError(f"--model {model!r} differs from the run's model {saved_model!r} in {saved_path}")
         config = resolve_train_config(saved_model, [(saved_path, saved), command_line])
     else:
-        if os.path.exists(os.path.join(out, "last.safetensors")):
+        from videopool.training.resume import has_checkpoint
+
+        if has_checkpoint(out):  # even a run killed during its first checkpoint: --resume continues it
             raise ValueError(
                 f"{out!r} already holds a training run; pass --resume to continue it, or choose another --out"
             )

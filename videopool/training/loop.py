@@ -11,14 +11,22 @@ optimizer, then alternate epochs of training with validation and checkpoints. On
 Under ``torchrun`` every rank reads its own shard of the data, all ranks take the same
 number of steps (the epoch ends at the shortest shard), rank 0 alone writes logs and
 checkpoints, and validation metrics are merged exactly from every rank's evaluator.
+
+No work is lost or stuck (docs/reliability.md, section 1): rank 0 holds ``RUN/.lock`` for the whole run; a
+checkpoint is the step's weights, then its resume state (the commit point), then the ``best``/``last`` links;
+the checkpoint of a validation step is written *before* validation runs, and the resume state says whether
+that validation finished, so a failed or killed validation is redone by ``--resume``; a full disk anywhere is one
+:class:`~videopool.core.files.DiskFullError` naming the file and the intact checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +34,7 @@ import torch
 from torch import nn
 
 from videopool.core.distributed import all_ranks_have_data, gather_objects, init_distributed, shutdown_distributed
-from videopool.core.files import link_atomically
+from videopool.core.files import DiskFullError, atomic_path, is_disk_full, link_atomically, remove_temporaries
 from videopool.core.malloc import tune_malloc
 from videopool.core.precision import autocast, resolve_device, resolve_precision
 from videopool.core.rng import rng_state, seed_everything, set_rng_state
@@ -37,7 +45,9 @@ from videopool.models import create_model
 from videopool.training.batch_norm import batch_norm_layers, recompute_batch_norm
 from videopool.training.config import TrainConfig, save_yaml
 from videopool.training.optim import staircase_learning_rate
-from videopool.training.resume import load_resume, save_resume
+from videopool.training.resume import (newest_complete_state, newest_step_on_disk, save_resume, step_resume_path,
+                                       step_weights_path)
+from videopool.training.run_lock import RunLock
 from videopool.training.run_log import RunLogger
 from videopool.training.step import NonFiniteLossError, TrainStep, prepare_bf16
 
@@ -50,6 +60,18 @@ class TrainState:
     batches_done_in_epoch: int = 0  # lets --resume skip what this epoch already trained on
     best_gap: float = -math.inf
     last_saved_step: int = -1
+    best_step: int = -1  # the step best.safetensors links to (linked before this state records it)
+    validated_step: int = -1  # the last step whose validation finished
+    pending_validation: bool = False  # saved before its validation, which --resume then runs first
+
+
+class ValidationFailedError(RuntimeError):
+    """Validation raised (bad validation data, out of memory, ...); the step's checkpoint was written before it,
+    so ``--resume`` continues from there. The original error is ``__cause__`` (and ``cause``)."""
+
+    def __init__(self, message: str, cause: BaseException) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class Trainer:
@@ -64,6 +86,22 @@ class Trainer:
         self.workers = resolve_workers(config.workers, self.device)
         self.state = TrainState()
         self.run_dir = config.out
+        self.complete_step = -1  # the newest step whose checkpoint is complete (weights + resume state)
+        self.lock: RunLock | None = None
+        self.logger: RunLogger | None = None
+        try:
+            with self._disk_full_note():
+                if self.ctx.is_main:
+                    self.lock = RunLock(self.run_dir).acquire()  # before anything in RUN is read or written
+                    for folder in (self.run_dir, os.path.join(self.run_dir, "checkpoints")):
+                        remove_temporaries(folder, all_processes=True)  # left by killed runs; the lock makes them ours
+                self._setup(resume)
+        except BaseException:
+            self.close()
+            raise
+
+    def _setup(self, resume: bool) -> None:
+        config, num_classes = self.config, self.num_classes
         seed_everything(config.seed)
 
         self.model = create_model(config.model, num_classes=num_classes, **config.model_overrides)
@@ -88,26 +126,46 @@ class Trainer:
         self.last_lr = config.learning_rate
         self.last_ids: list[str] = []
         self.last_metrics: dict[str, Any] | None = None
-        self.last_validated_step = -1
-        self.logger = RunLogger(self.run_dir, enabled=self.ctx.is_main)
+        self.last_validated_step = self.state.validated_step
+        self._resume_payload: dict[str, Any] | None = None
+        self.logger = RunLogger(self.run_dir, enabled=self.ctx.is_main, start_step=self.state.step,
+                                validated=not self.state.pending_validation)
         if self.ctx.is_main:
             os.makedirs(os.path.join(self.run_dir, "checkpoints"), exist_ok=True)
-            save_yaml(config, os.path.join(self.run_dir, "config.yaml"),
-                      {"resolved": {"precision": self.precision, "device": str(self.device), "workers": self.workers,
-                                    "num_classes": num_classes, "world_size": self.ctx.world_size}})
+            with atomic_path(os.path.join(self.run_dir, "config.yaml")) as tmp:
+                save_yaml(config, tmp,
+                          {"resolved": {"precision": self.precision, "device": str(self.device),
+                                        "workers": self.workers, "num_classes": num_classes,
+                                        "world_size": self.ctx.world_size}})
 
     # --- checkpoints -------------------------------------------------------------
 
-    def _load_resume(self) -> dict[str, Any]:
-        resume_state = load_resume(os.path.join(self.run_dir, "resume.pt"))
-        step = resume_state["state"]["step"]
-        weights = os.path.join(self.run_dir, "last.safetensors")
-        if not os.path.isfile(weights) or ckpt.read_info(weights).get("step") != step:
-            # killed between the weights and the resume file: use the step file of the resume state
-            weights = os.path.join(self.run_dir, "checkpoints", f"step-{step:06d}.safetensors")
-        ckpt.load_weights_into(self.model, weights)
+    def _load_resume(self) -> dict[str, Any] | None:
+        """The newest complete step's state (weights loaded into the model), or None to start from step 0."""
+        found = newest_complete_state(self.run_dir)
+        if found is None:
+            if self.ctx.is_main:
+                warnings.warn(f"resume: {self.run_dir!r} holds no complete checkpoint yet (killed during the first "
+                              "one?); starting from step 0", stacklevel=3)
+            return None
+        resume_state, weights, path = found
+        ckpt.load_weights_into(self.model, path, weights)
         self.state = TrainState(**resume_state["state"])
+        self.complete_step = self.state.step
+        if self.ctx.is_main:
+            self._repair_best_link()
         return resume_state
+
+    def _repair_best_link(self) -> None:
+        # best is linked before the state that records it, so it can only be newer, never older than recorded;
+        # a run directory written before that rule may still hold an older best: link the recorded one.
+        recorded = self.state.best_step
+        best = os.path.join(self.run_dir, "best.safetensors")
+        weights = step_weights_path(self.run_dir, recorded)
+        if recorded < 0 or not os.path.isfile(weights):
+            return
+        if not os.path.isfile(best) or (ckpt.read_info(best).get("step") or -1) < recorded:
+            link_atomically(weights, best)
 
     def info(self, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
@@ -123,24 +181,55 @@ class Trainer:
         }
 
     def save(self, best: bool = False, metrics: dict[str, Any] | None = None) -> None:
-        """Write step-N, last (+ best) weights and the resume file; rank 0 writes, all ranks gather RNG."""
+        """Write the checkpoint of this step; rank 0 writes, all ranks gather RNG.
+
+        Order (each file atomic): ``checkpoints/step-N.safetensors`` (skipped when this step's weights are already
+        written), then ``best`` when this step is the new best, then ``checkpoints/step-N.resume.pt`` — the commit
+        point: from here ``--resume`` continues from step N —, then the ``last`` and ``resume.pt`` links, then the
+        pruning of old steps. A kill anywhere leaves the previous complete step, and ``best`` is never older than
+        the best step a resume state records."""
         self._check_finite_weights()
         rng = gather_objects(rng_state(), self.ctx)
         if not self.ctx.is_main:
             return
-        step_path = os.path.join(self.run_dir, "checkpoints", f"step-{self.state.step:06d}.safetensors")
-        if self.state.last_saved_step != self.state.step or not os.path.exists(step_path):
-            ckpt.save_weights(step_path, self.step_fn.state_dict_fp32(), self.info(metrics))
-            self.state.last_saved_step = self.state.step
-            link_atomically(step_path, os.path.join(self.run_dir, "last.safetensors"))
-            save_resume(os.path.join(self.run_dir, "resume.pt"), {
-                "state": vars(self.state).copy(),
-                "optimizer": self.optimizer.state_dict(),
-                "rng": rng,
-            })
-            self._prune_step_files()
-        if best:
-            link_atomically(step_path, os.path.join(self.run_dir, "best.safetensors"))
+        step = self.state.step
+        step_path = step_weights_path(self.run_dir, step)
+        with self._disk_full_note():
+            if self.state.last_saved_step != step or not os.path.exists(step_path):
+                ckpt.save_weights(step_path, self.step_fn.state_dict_fp32(), self.info(metrics))
+                self.state.last_saved_step = step
+            if best:
+                link_atomically(step_path, os.path.join(self.run_dir, "best.safetensors"))
+            self._resume_payload = {"state": None, "optimizer": self.optimizer.state_dict(), "rng": rng}
+            self._commit()
+
+    def _commit(self) -> None:
+        """Write the resume state of this step (its weights are on disk) and point ``last``/``resume.pt`` at it."""
+        step = self.state.step
+        payload = {**self._resume_payload, "state": vars(self.state).copy()}
+        save_resume(step_resume_path(self.run_dir, step), payload)
+        self.complete_step = step
+        link_atomically(step_weights_path(self.run_dir, step), os.path.join(self.run_dir, "last.safetensors"))
+        link_atomically(step_resume_path(self.run_dir, step), os.path.join(self.run_dir, "resume.pt"))
+        self._prune_step_files()
+
+    @contextlib.contextmanager
+    def _disk_full_note(self):
+        """Turn a full disk into one :class:`DiskFullError` that names the file and the intact checkpoint."""
+        try:
+            yield
+        except OSError as err:
+            if not is_disk_full(err) or (isinstance(err, DiskFullError) and err.note):
+                raise
+            path = err.path if isinstance(err, DiskFullError) else (err.filename or self.run_dir)
+            raise DiskFullError(os.fspath(path), self._intact_note()) from None
+
+    def _intact_note(self) -> str:
+        resume = f"free some space and continue with `videopool train --out {self.run_dir} --resume`"
+        step = self.complete_step if self.complete_step >= 0 else newest_step_on_disk(self.run_dir)
+        if step < 0:
+            return f"no checkpoint had been written yet; {resume} (it starts again from step 0)"
+        return f"previous checkpoint at step {step} is intact ({step_weights_path(self.run_dir, step)}); {resume}"
 
     def _check_finite_weights(self) -> None:
         # A huge step can overflow a weight while the ε-guarded loss stays finite; never save that.
@@ -151,11 +240,15 @@ class Trainer:
 
     def _prune_step_files(self) -> None:
         keep = self.config.keep_checkpoints
-        folder = os.path.join(self.run_dir, "checkpoints")
-        files = sorted(f for f in os.listdir(folder) if f.startswith("step-") and f.endswith(".safetensors"))
-        if keep > 0:
-            for name in files[:-keep]:
-                os.unlink(os.path.join(folder, name))  # last/best are hard links and survive
+        if keep <= 0:
+            return
+        steps = [step for step, _ in ckpt.step_checkpoints(os.path.join(self.run_dir, "checkpoints"))]
+        for step in steps[:-keep]:
+            # the resume state first: a step is complete only while both files exist. last/best/resume.pt are
+            # hard links and survive.
+            for path in (step_resume_path(self.run_dir, step), step_weights_path(self.run_dir, step)):
+                if os.path.exists(path):
+                    os.unlink(path)
 
     # --- loop --------------------------------------------------------------------
 
@@ -194,10 +287,14 @@ class Trainer:
         c = self.config
         skip = self.state.batches_done_in_epoch
         started, seen = time.perf_counter(), 0
+        if self.pending_rng is not None and skip == 0:
+            # Saved at an epoch boundary: the uninterrupted run creates this epoch's iterator from the saved state.
+            set_rng_state(self.pending_rng)
+            self.pending_rng = None
         iterator = iter(self.train_loader(epoch))
         if self.pending_rng is not None:
-            # Creating a DataLoader iterator draws from torch's RNG: restore the saved state after it,
-            # so dropout etc. continue exactly where the interrupted run left off.
+            # Saved mid-epoch: creating a DataLoader iterator draws from torch's RNG, which the uninterrupted run
+            # did before the save; restore the saved state after it, so dropout etc. continue exactly.
             set_rng_state(self.pending_rng)
             self.pending_rng = None
         index = 0
@@ -261,23 +358,55 @@ class Trainer:
         set_rng_state(rng)
 
     def validate_and_save(self) -> dict[str, Any] | None:
+        """Checkpoint this step, then validate it: an error in validation never costs the training done."""
         self.refresh_batch_norm()
-        metrics = self.validate()
-        self.last_metrics, self.last_validated_step = metrics, self.state.step
+        self.state.pending_validation = True
+        self.save()
+        return self.finish_validation()
+
+    def finish_validation(self) -> dict[str, Any] | None:
+        """Validate the step just checkpointed, log it, link ``best`` if it is the best, and record that in the
+        step's resume state (``--resume`` runs this first when the state says the validation did not finish)."""
+        step = self.state.step
+        rng = rng_state()  # validation must not shift the training run's random stream, so that a resumed run
+        try:               # (which may or may not redo it) continues exactly
+            metrics = self.validate()
+        except Exception as err:
+            raise ValidationFailedError(
+                f"validation at step {step} failed: {type(err).__name__}: {err}. The training checkpoint of step "
+                f"{step} was written before validation ({step_weights_path(self.run_dir, step)}): fix the cause "
+                f"and continue with `videopool train --out {self.run_dir} --resume`, which validates step {step} "
+                "first", err) from err
+        finally:
+            set_rng_state(rng)
+        self.last_metrics, self.last_validated_step = metrics, step
         best = False
         if metrics is not None:
             scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-            self.logger.log("val", self.state.step, scalars)
+            self.logger.log("val", step, scalars)
             best = metrics["gap"] > self.state.best_gap
             if best:
-                self.state.best_gap = float(metrics["gap"])
-        self.save(best=best, metrics=metrics)
+                self.state.best_gap, self.state.best_step = float(metrics["gap"]), step
+        self.state.pending_validation = False
+        self.state.validated_step = step
+        if self.ctx.is_main:
+            with self._disk_full_note():
+                if best:  # before the state that records it as best
+                    link_atomically(step_weights_path(self.run_dir, step),
+                                    os.path.join(self.run_dir, "best.safetensors"))
+                if self._resume_payload is None:  # resumed with the validation pending: reuse the saved state
+                    saved = torch.load(step_resume_path(self.run_dir, step), map_location="cpu", weights_only=False)
+                    self._resume_payload = {"optimizer": saved["optimizer"], "rng": saved["rng"]}
+                self._commit()
         return metrics
 
     def fit(self) -> dict[str, Any]:
         c = self.config
         if c.max_steps is None and c.epochs is None:
             raise ValueError("give --max-steps or --epochs (or both) so training knows when to stop")
+        if self.state.pending_validation:  # resumed from a checkpoint whose validation had not finished
+            with self._disk_full_note():
+                self.finish_validation()
         progress = None
         if self.ctx.is_main and c.progress:
             from tqdm import tqdm
@@ -307,10 +436,25 @@ class Trainer:
                 "epoch": self.state.epoch, "metrics": self.last_metrics, "run_dir": self.run_dir}
 
 
+    def close(self) -> None:
+        """Close the logs and give the run directory's lock back."""
+        if self.logger is not None:
+            self.logger.close()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
 def train(config: TrainConfig, num_classes: int, resume: bool = False) -> dict[str, Any]:
-    """Run a whole training job (single process or one torchrun rank) and return a summary."""
+    """Run a whole training job (single process or one torchrun rank) and return a summary.
+
+    A full disk anywhere (checkpoints, logs, TensorBoard, config.yaml) is raised as one
+    :class:`~videopool.core.files.DiskFullError`: "disk full while writing X; previous checkpoint at step N is
+    intact"."""
     trainer = Trainer(config, num_classes, resume=resume)
     try:
-        return trainer.fit()
+        with trainer._disk_full_note():
+            return trainer.fit()
     finally:
+        trainer.close()
         shutdown_distributed()
