@@ -236,7 +236,12 @@ def _mutate_tree(tree: list[_Field], rng: random.Random, other_trees: list[list[
     elif name == "duplicate field (duplicated key)":
         actions.append(("duplicate", None))
     elif name == "field repeated many times":
-        _insert(plan, parent, _index_of(parent, item) + 1, [item] * rng.choice((100, 1000, 3000)))
+        # once per input, and at most ~1 MB of copies: the decoder's time must stay linear, the harness's too
+        if "_repeated" not in plan:
+            plan["_repeated"] = True
+            size = len(_serialize([item], plan))
+            _insert(plan, parent, _index_of(parent, item) + 1, [item] * min(rng.choice((100, 1000, 3000)),
+                                                                            max(1, (1 << 20) // size)))
     elif name == "wrong wire type":
         actions.append(("wire", rng.choice([w for w in range(8) if w != item.wire])))
     elif name == "wrong declared length":
@@ -367,11 +372,15 @@ def make_seeds(corpus: list[str] = ()) -> list[_Seed]:
         ("yt8m-video-level", Video("yt8mv", [0], frames(1, Schema.yt8m_video())), Schema.yt8m_video()),
     ]
     seeds = [_Seed(name, encode_video(video, schema), schema) for name, video, schema in cases]
-    for pattern in corpus:
+    for pattern in corpus:  # the readable records of these files (corrupt ones are skipped)
         for path in sorted(glob.glob(pattern)):
-            for record in read_records(path):
+            for record in read_records(path, errors=ErrorPolicy("skip")):
                 payload = bytes(record.payload)
-                seeds.append(_Seed(f"{os.path.basename(path)}#{record.index}", payload, infer_schema(payload)))
+                try:
+                    schema = infer_schema(payload)
+                except RecordError:
+                    continue
+                seeds.append(_Seed(f"{os.path.basename(path)}#{record.index}", payload, schema))
     for seed in seeds:
         seed.tree = _parse_tree(seed.payload, "SequenceExample")
         if _serialize(seed.tree, {}) != seed.payload:  # not canonical: mutate the bytes only
@@ -439,12 +448,13 @@ def _check_payload(payload: bytes, schema: Schema, rng: random.Random, counts: C
         counts[f"payload: RecordError {fast[1].kind}"] += 1
 
 
-def _frame(payloads: list[bytes]) -> bytes:
-    out = bytearray()
-    for payload in payloads:
-        length = struct.pack("<Q", len(payload))
-        out += length + struct.pack("<I", masked_crc32c(length)) + payload + struct.pack("<I", masked_crc32c(payload))
-    return bytes(out)
+def _frame(payloads: list[bytes], path: str) -> bytes:
+    """The bytes of a TFRecord file of ``payloads``, written by the package's writer."""
+    with TFRecordWriter(path) as writer:
+        for payload in payloads:
+            writer.write(payload)
+    with open(path, "rb") as file:
+        return file.read()
 
 
 def _record_starts(data: bytes) -> list[int]:
@@ -624,6 +634,13 @@ class FuzzReport:
     protobuf: str = ""
 
 
+def _api_type() -> str:
+    """The protobuf backend in use: "upb", "cpp" or "python"."""
+    from google.protobuf.internal import api_implementation
+
+    return api_implementation.Type()
+
+
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -675,29 +692,27 @@ def _one_input(index: int, seed: int, seeds: list[_Seed], workdir: str, counts: 
         payloads = [rng.choice(same_schema).payload for _ in range(rng.randrange(1, 5))]
         if rng.random() < 0.3:
             payloads[rng.randrange(len(payloads))] = mutated_payload(chosen)
-        data = _frame(payloads)
-        for _ in range(rng.choice((1, 1, 2))):
-            data = _mutate_file(data, rng, counts)
-        if dump:
-            print(f"file ({len(data)} bytes), schema {chosen.schema}:\n{data.hex()}")
         path = os.path.join(workdir, f"input-{index}.tfrecord")
         try:
+            data = _frame(payloads, path)
+            for _ in range(rng.choice((1, 1, 2))):
+                data = _mutate_file(data, rng, counts)
+            if dump:
+                print(f"file ({len(data)} bytes), schema {chosen.schema}:\n{data.hex()}")
             _check_file(data, path, chosen.schema, rng, counts, pipe=rng.random() < 0.03)
         finally:
             os.unlink(path)
 
 
 def run_fuzz(inputs: int, seed: int = 0, *, corpus: list[str] = (), time_limit: float = 5.0,
-             memory_limit_mb: float | None = 1024.0, rss_jump_mb: float = 64.0, max_bugs_printed: int = 20,
-             progress: bool = False, start: int = 0) -> FuzzReport:
+             memory_limit_mb: float | None = 256.0, rss_jump_mb: float = 64.0, max_bugs_printed: int = 20,
+             progress: bool = False, start: int = 0, warm_up: int = 50) -> FuzzReport:
     """Run ``inputs`` fuzz inputs (indices ``start ..``) and return the counts; prints each bug.
 
     ``memory_limit_mb`` sets ``RLIMIT_AS`` to the current address space plus this much for the
     run (restored afterwards); ``None`` leaves the limit alone.
     """
-    from google.protobuf.internal import api_implementation
-
-    report = FuzzReport(protobuf=api_implementation.Type())
+    report = FuzzReport(protobuf=_api_type())
     seeds = make_seeds(list(corpus))
     workdir = tempfile.mkdtemp(prefix="videopool-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     old_limit = resource.getrlimit(resource.RLIMIT_AS)
@@ -708,7 +723,7 @@ def run_fuzz(inputs: int, seed: int = 0, *, corpus: list[str] = (), time_limit: 
 
     signal.signal(signal.SIGALRM, on_alarm)
     # Warm up every code path once before measuring the starting RSS and setting the ceiling.
-    for index in range(start, start + min(inputs, 50)):
+    for index in range(start, start + min(inputs, warm_up)):
         try:
             _one_input(index, seed, seeds, workdir, Counter())
         except Exception:
@@ -752,9 +767,9 @@ def run_fuzz(inputs: int, seed: int = 0, *, corpus: list[str] = (), time_limit: 
                 if len(report.bugs) <= max_bugs_printed:
                     print(f"BUG input {index}: {category}: {message}\n    reproduce: python -m videopool.data.fuzz "
                           f"--seed {seed} --replay {index}" + "".join(f" --corpus '{c}'" for c in corpus), flush=True)
-            if progress and report.inputs % 100_000 == 0:
-                print(f"  {report.inputs:,} inputs, {time.perf_counter() - begin:.0f} s, "
-                      f"peak RSS {now:.0f} MiB, bugs {len(report.bugs)}", flush=True)
+            if progress and report.inputs % max(1000, inputs // 10) == 0:
+                print(f"  {report.inputs:,} inputs, {time.perf_counter() - begin:.0f} s, peak RSS {now:.0f} MiB, "
+                      f"address space {_address_space_mb():.0f} MiB, bugs {len(report.bugs)}", flush=True)
     finally:
         signal.signal(signal.SIGALRM, old_handler)
         if memory_limit_mb is not None:
@@ -793,7 +808,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", action="append", default=[], metavar="GLOB",
                         help="TFRecord files whose records are mutated too (repeatable)")
     parser.add_argument("--time-limit", type=float, default=5.0, help="seconds per input before it is a hang")
-    parser.add_argument("--memory-limit-mb", type=float, default=1024.0,
+    parser.add_argument("--memory-limit-mb", type=float, default=256.0,
                         help="address space allowed above the start-up size (RLIMIT_AS; 0 = no limit)")
     parser.add_argument("--rss-jump-mb", type=float, default=64.0)
     parser.add_argument("--protobuf", choices=("upb", "python", "cpp"), default=None,
