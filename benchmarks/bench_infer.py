@@ -69,6 +69,9 @@ def main(argv=None) -> int:
                    help="TF2 precisions timed when TensorFlow is installed (bf16 = mixed_bfloat16)")
     p.add_argument("--autocast", action="store_true", help="also time fp32 weights under bf16 autocast")
     p.add_argument("--compile", action="store_true", help="also time torch.compile'd models (as --compile runs them)")
+    p.add_argument("--also", nargs="*", default=[], metavar="MODEL",
+                   help="named models timed at their own sizes (fp32 and bf16 weights) in the same round-robin, "
+                        "e.g. nextvlad_k128_g8; their speed relative to --model is printed")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--min-steps", type=int, default=5)
     p.add_argument("--max-steps", type=int, default=30)
@@ -78,7 +81,7 @@ def main(argv=None) -> int:
     compare_tf = start(args, "K=64 fp32 509.9 / bf16 491.7, K=256 fp32 178.8 / bf16 219.7")
     ceilings = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
     print(f"matmul ceiling (this run): fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s")
-    print(f"{'K':>4} {'mode':>14} {'videos/s':>9} {'batch s':>8} {'GFLOP/video':>11} {'% own ceil':>10} "
+    print(f"{'K':>4} {'mode':>26} {'videos/s':>9} {'batch s':>8} {'GFLOP/video':>11} {'% own ceil':>10} "
           f"{'peak RSS GB':>11} {'torch/TF':>8}")
     for clusters in args.clusters:
         b, n = args.batch_size, args.num_frames
@@ -104,14 +107,29 @@ def main(argv=None) -> int:
                 static_inputs, static_mask = static_frame_count(inputs, mask, n)
                 rows.append((label, ceiling, TorchRunner(torch.compile(runner_model), static_inputs, static_mask,
                                                          False)))
-        bench_group(args, [runner for _, _, runner in rows])
-        seconds = [statistics.median(runner.times) for _, _, runner in rows]
-        tf_speed = {ceiling: b / s for (label, ceiling, _), s in zip(rows, seconds) if label.startswith("TF2")}
-        for (label, ceiling, _), s in zip(rows, seconds):
+        for name in args.also:
+            torch.manual_seed(0)
+            other = create_model(name, num_classes=args.num_classes).eval()
+            other_frames = {m: torch.rand(b, n, size) * 4 - 2 for m, size in other.config.modalities.items()}
+            other_flops = forward_flops_per_video(other.config, n)
+            rows.append((f"{name} fp32", "fp32", TorchRunner(other, other_frames, mask, False), other_flops))
+            rows.append((f"{name} bf16w", "bf16", TorchRunner(bf16_copy(other), {k: v.bfloat16() for k, v in
+                                                                                  other_frames.items()}, mask, False),
+                         other_flops))
+        rows = [row if len(row) == 4 else (*row, flops) for row in rows]
+        bench_group(args, [runner for _, _, runner, _ in rows])
+        seconds = [statistics.median(runner.times) for _, _, runner, _ in rows]
+        tf_speed = {ceiling: b / s for (label, ceiling, _, _), s in zip(rows, seconds) if label.startswith("TF2")}
+        base_speed = {ceiling: b / s for (label, ceiling, _, _), s in zip(rows, seconds)
+                      if label in ("fp32", "bf16 weights")}
+        for (label, ceiling, _, row_flops), s in zip(rows, seconds):
             ratio = f"{b / s / tf_speed[ceiling]:.2f}" if ceiling in tf_speed and not label.startswith("TF2") else ""
-            print(f"{clusters:>4} {label:>14} {b / s:>9.1f} {s:>8.3f} {flops / 1e9:>11.3f} "
-                  f"{100 * flops * b / s / 1e9 / ceilings[ceiling]:>9.1f}% {peak_rss_gb():>11.2f} {ratio:>8}",
+            print(f"{clusters:>4} {label:>26} {b / s:>9.1f} {s:>8.3f} {row_flops / 1e9:>11.3f} "
+                  f"{100 * row_flops * b / s / 1e9 / ceilings[ceiling]:>9.1f}% {peak_rss_gb():>11.2f} {ratio:>8}",
                   flush=True)
+            if any(label.startswith(name + " ") for name in args.also):
+                print(f"     {label} / {args.model} K={clusters} {ceiling} (same run): "
+                      f"{b / s / base_speed[ceiling]:.2f}x", flush=True)
         del rows, model, bf16_model
     return 0
 

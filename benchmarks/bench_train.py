@@ -58,20 +58,31 @@ def matmul_ceiling(dtype: torch.dtype, sizes=(2048, 3072), repeats: int = 5) -> 
 def forward_flops_per_video(config, num_frames: int) -> float:
     """Matmul FLOPs (multiply-add = 2) of one video's forward pass, from the config's layer shapes.
 
-    Covers the gated-NetVLAD family (late fusion of per-modality NetVLAD/NetRVLAD/NetFV,
-    hidden FC, Context Gating, MoE with optional output gating), the model of the TF2 side-by-side benchmark.
+    Covers late fusion of per-modality NetVLAD/NetRVLAD/NetFV (the gated-NetVLAD family, the model of the TF2
+    side-by-side benchmark) and NeXtVLAD, then the hidden FC, Context Gating or SE gating and the MoE or
+    logistic head with optional output gating.
     """
     total = 0.0
     pooled = 0
     pooling = config.pooling
     for name, size in config.modalities.items():
-        k = pooling.for_modality(name)["cluster_size"]
+        settings = pooling.for_modality(name)
+        k = settings["cluster_size"]
+        if pooling.type == "nextvlad":
+            options = settings["options"]
+            expanded, groups = options.get("expansion", 2) * size, options.get("groups", 8)
+            # expansion FC, group attention, assignment [N,λD]x[λD,GK], aggregation [F,NG]x[NG,K]
+            total += 2 * num_frames * (size * expanded + expanded * groups + expanded * groups * k + expanded * k)
+            pooled += expanded // groups * k
+            continue
         total += 2 * 2 * num_frames * size * k  # assignment [N,D]x[D,K] + aggregation [K,N]x[N,D]
         pooled += size * k * (2 if pooling.type == "netfv" else 1)
     h = config.hidden.size or pooled
     if config.hidden.size:
         total += 2 * pooled * h
-    if config.gating.type != "none":
+    if config.gating.type == "se":
+        total += 2 * 2 * h * (h // config.gating.reduction)
+    elif config.gating.type != "none":
         total += 2 * h * h
     v, m = config.num_classes, config.classifier.num_mixtures
     total += 2 * h * v * ((2 * m + 1) if config.classifier.type == "moe" else 1)
@@ -87,9 +98,12 @@ def peak_rss_gb() -> float:
 class Runner:
     """One configuration's model, optimizer step and fixed batch."""
 
-    def __init__(self, args, clusters: int, precision: str, scheme: str) -> None:
+    def __init__(self, args, clusters: int | None, precision: str, scheme: str, model: str | None = None) -> None:
         torch.manual_seed(0)
-        self.model = create_model(args.model, num_classes=args.num_classes, cluster_size=clusters).train()
+        self.name = model or args.model
+        sizes = {} if clusters is None else {"cluster_size": clusters}  # None: the named config's own K
+        self.model = create_model(self.name, num_classes=args.num_classes, **sizes).train()
+        clusters = self.model.config.pooling.cluster_size
         self.step = TrainStep(self.model, precision=precision, device=torch.device("cpu"), learning_rate=2e-4,
                               master=prepare_bf16(self.model, precision, scheme))
         b, n = args.batch_size, args.num_frames
@@ -163,7 +177,8 @@ def print_row(args, r, ceilings: dict[str, float]) -> float:
     achieved = r.flops * args.batch_size / median / 1e9
     print(f"{r.clusters:>4} {r.precision:>9} {r.scheme:>15} {args.batch_size / median:>9.1f} {median:>7.3f} "
           f"{r.flops / 1e9:>11.3f} {100 * achieved / ceilings['fp32']:>10.1f}% "
-          f"{100 * achieved / ceilings[r.precision]:>9.1f}% {peak_rss_gb():>11.2f}", flush=True)
+          f"{100 * achieved / ceilings[r.precision]:>9.1f}% {peak_rss_gb():>11.2f}  {getattr(r, 'name', 'TF2')}",
+          flush=True)
     return args.batch_size / median
 
 
@@ -192,6 +207,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="gated_netvlad_256")
     p.add_argument("--clusters", type=int, nargs="+", default=[64, 256])
+    p.add_argument("--also", nargs="*", default=[], metavar="MODEL",
+                   help="named models timed at their own sizes in the same round-robin as --model at each K, "
+                        "e.g. nextvlad_k128_g8; their speed relative to --model is printed")
     p.add_argument("--num-classes", type=int, default=3862)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--num-frames", type=int, default=300)
@@ -212,13 +230,20 @@ def main(argv=None) -> int:
     ceilings = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
     print(f"matmul ceiling (this run): fp32 {ceilings['fp32']:.0f} GFLOP/s, bf16 {ceilings['bf16']:.0f} GFLOP/s")
     print(f"{'K':>4} {'precision':>9} {'bf16 scheme':>15} {'videos/s':>9} {'step s':>7} {'GFLOP/video':>11} "
-          f"{'% fp32 ceil':>11} {'% own ceil':>10} {'peak RSS GB':>11}")
+          f"{'% fp32 ceil':>11} {'% own ceil':>10} {'peak RSS GB':>11}  model")
     for clusters in args.clusters:
-        runners = [Runner(args, clusters, precision, scheme)
+        runners = [Runner(args, size, precision, scheme, model)
+                   for model, size in [(args.model, clusters)] + [(name, None) for name in args.also]
                    for precision in args.precisions
                    for scheme in (args.bf16_schemes if precision == "bf16" else ["master_weights"])]
         bench_group(args, runners)
-        torch_speeds = [(r.precision, r.scheme, print_row(args, r, ceilings)) for r in runners]
+        speeds = [print_row(args, r, ceilings) for r in runners]
+        torch_speeds = [(r.precision, r.scheme, v) for r, v in zip(runners, speeds) if r.name == args.model]
+        base = {(r.precision, r.scheme): v for r, v in zip(runners, speeds) if r.name == args.model}
+        for r, speed in zip(runners, speeds):
+            if r.name != args.model:
+                print(f"     {r.name} K={r.clusters} / {args.model} K={clusters} ({r.precision} {r.scheme}, same "
+                      f"run): {speed / base[(r.precision, r.scheme)]:.2f}x", flush=True)
         del runners
         release_memory()  # the tuned heap keeps freed blocks; give them back before TF allocates its own
         if compare_tf:
