@@ -48,11 +48,12 @@ def is_disk_full(err: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+def atomic_path(path: str | os.PathLike, fsync_file: bool = True) -> Iterator[str]:
     """Yield a temporary path next to ``path``; when the block succeeds, fsync it and move it over ``path``.
 
     When the block (or the fsync, or the rename) fails, the temporary file is removed and ``path`` is untouched; a
-    full disk is raised as :class:`DiskFullError`.
+    full disk is raised as :class:`DiskFullError`. ``fsync_file=False`` skips the file's fsync (not the folder's),
+    for a temporary that names a file already on disk (a hard link).
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -66,7 +67,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        if os.path.exists(tmp):
+        if fsync_file and os.path.exists(tmp):
             fd = os.open(tmp, os.O_RDONLY)
             try:
                 os.fsync(fd)
@@ -102,14 +103,16 @@ def _disk_full(err: OSError, path: str) -> OSError:
 
 def link_atomically(source: str, target: str) -> None:
     """Make ``target`` name the same file as ``source`` (a hard link, a copy where links fail), atomically."""
-    with atomic_path(target) as tmp:
+    with atomic_path(target, fsync_file=False) as tmp:
         os.unlink(tmp)
         try:
-            os.link(source, tmp)
+            os.link(source, tmp)  # the file's data is on disk already: only the new name needs the folder's fsync
         except OSError as err:
             if is_disk_full(err):
                 raise
             shutil.copyfile(source, tmp)
+            with open(tmp, "rb") as copy:
+                os.fsync(copy.fileno())
 
 
 def remove_temporaries(folder: str, name: str | None = None, *, all_processes: bool = False) -> list[str]:

@@ -180,14 +180,15 @@ class Trainer:
             "metrics": {k: v for k, v in (metrics or {}).items() if isinstance(v, (int, float))},
         }
 
-    def save(self, best: bool = False, metrics: dict[str, Any] | None = None) -> None:
+    def save(self, best: bool = False, metrics: dict[str, Any] | None = None, rewrite_weights: bool = False) -> None:
         """Write the checkpoint of this step; rank 0 writes, all ranks gather RNG.
 
         Order (each file atomic): ``checkpoints/step-N.safetensors`` (skipped when this step's weights are already
         written), then ``best`` when this step is the new best, then ``checkpoints/step-N.resume.pt`` — the commit
         point: from here ``--resume`` continues from step N —, then the ``last`` and ``resume.pt`` links, then the
         pruning of old steps. A kill anywhere leaves the previous complete step, and ``best`` is never older than
-        the best step a resume state records."""
+        the best step a resume state records. ``rewrite_weights``: write the weights even when this step's are on
+        disk already (precise BN changed them since)."""
         self._check_finite_weights()
         rng = gather_objects(rng_state(), self.ctx)
         if not self.ctx.is_main:
@@ -195,7 +196,7 @@ class Trainer:
         step = self.state.step
         step_path = step_weights_path(self.run_dir, step)
         with self._disk_full_note():
-            if self.state.last_saved_step != step or not os.path.exists(step_path):
+            if rewrite_weights or self.state.last_saved_step != step or not os.path.exists(step_path):
                 ckpt.save_weights(step_path, self.step_fn.state_dict_fp32(), self.info(metrics))
                 self.state.last_saved_step = step
             if best:
@@ -337,11 +338,12 @@ class Trainer:
         return evaluate(self.model, loader, device=self.device, precision=self.precision, loss=c.loss, ctx=self.ctx,
                         num_frames=num_frames)
 
-    def refresh_batch_norm(self) -> None:
-        """Precise BN before validating/saving (see :mod:`videopool.training.batch_norm`)."""
+    def refresh_batch_norm(self) -> bool:
+        """Precise BN before validating/saving (see :mod:`videopool.training.batch_norm`); True when it changed the
+        BN statistics (so a checkpoint of this step written before it is out of date)."""
         wanted = self.config.bn_recompute_batches
         if wanted <= 0 or not batch_norm_layers(self.model):
-            return
+            return False
         rng = rng_state()  # the extra loader must not shift the training run's random stream
         batches = itertools.islice(self.train_loader(self.state.epoch + 7919), wanted)
 
@@ -356,12 +358,13 @@ class Trainer:
                 torch.distributed.broadcast(layer.running_mean, 0)
                 torch.distributed.broadcast(layer.running_var, 0)
         set_rng_state(rng)
+        return True
 
     def validate_and_save(self) -> dict[str, Any] | None:
         """Checkpoint this step, then validate it: an error in validation never costs the training done."""
-        self.refresh_batch_norm()
+        refreshed = self.refresh_batch_norm()
         self.state.pending_validation = True
-        self.save()
+        self.save(rewrite_weights=refreshed)  # the validated model is the saved one, BN statistics included
         return self.finish_validation()
 
     def finish_validation(self) -> dict[str, Any] | None:
