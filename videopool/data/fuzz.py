@@ -239,7 +239,7 @@ def _mutate_tree(tree: list[_Field], rng: random.Random, other_trees: list[list[
         # once per input, and at most ~1 MB of copies: the decoder's time must stay linear, the harness's too
         if "_repeated" not in plan:
             plan["_repeated"] = True
-            size = len(_serialize([item], plan))
+            size = max(1, len(_serialize([item], plan)))  # 0 when an earlier mutation deleted it
             _insert(plan, parent, _index_of(parent, item) + 1, [item] * min(rng.choice((100, 1000, 3000)),
                                                                             max(1, (1 << 20) // size)))
     elif name == "wrong wire type":
