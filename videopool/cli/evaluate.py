@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from videopool.cli.options import add_inference_options, inference_loader
+from videopool.cli.options import add_inference_options, inference_loader, report_skipped
 
 
 def add_parser(subparsers) -> None:
@@ -44,10 +44,12 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError, KeyError, RecordError, CompileError) as err:
         print(f"videopool evaluate: error: {err}", file=sys.stderr)
         return 2
+    report_skipped("evaluate", loader)
     evaluator = results.pop("evaluator")
     scalars = {k: v for k, v in results.items() if not hasattr(v, "shape")}
     scalars["checkpoint"] = info["path"]
     scalars["step"] = info.get("step")
+    scalars["bad_records"] = loader.skipped.count
     if args.json:
         print(json.dumps(scalars, indent=2))
     else:

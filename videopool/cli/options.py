@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import importlib
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,37 @@ class LazyChoices(Sequence):
         return len(self._choices)
 
 
+def add_bad_record_options(p: argparse.ArgumentParser, default: str | None = "error") -> None:
+    """``--on-bad-record {error,skip}`` and ``--max-bad-records``: what every command that reads data does with a
+    corrupt record (docs/reliability.md, section 2). ``default=None`` leaves the values to the run's config."""
+    shown = default or "the run's setting, else error"
+    p.add_argument("--on-bad-record", choices=LazyChoices("videopool.data.errors", "BAD_RECORD_POLICIES"),
+                   default=default, metavar="{error,skip}",
+                   help=f"a corrupt record (CRC, truncation, zero frames, wrong feature size, label out of range): "
+                        f"stop with its file, record and byte offset (error), or skip it, count it and list it "
+                        f"(skip); default: {shown}")
+    p.add_argument("--max-bad-records", type=float, default=None, metavar="N",
+                   help="with skip, stop once more than this share of the records read were bad (a fraction below "
+                        "1; at least one is tolerated) or more than this many (a whole number >= 1); "
+                        "default 0.01 (1%%)")
+
+
+def skip_reporter(command: str):
+    """``on_skip`` for an inference command: each skipped record on its own stderr line."""
+    def report(error) -> None:
+        print(f"videopool {command}: skipped bad record: {error}", file=sys.stderr)
+
+    return report
+
+
+def report_skipped(command: str, loader) -> None:
+    """The end summary of the records a command's loader skipped (nothing when none was)."""
+    skipped = getattr(loader, "skipped", None)
+    if skipped is not None and skipped.count:
+        print(f"videopool {command}: skipped {skipped.count} bad record(s) ({skipped.kinds()}) "
+              f"of the {loader.records_read} read", file=sys.stderr)
+
+
 def add_inference_options(p: argparse.ArgumentParser) -> None:
     """Frame sampling, batch size and the options of :func:`videopool.inference.run_inference`."""
     from videopool.core.precision import PRECISIONS
@@ -50,6 +82,7 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
                    help="run the model through torch.compile: a few seconds to compile, then up to ~15%% faster "
                         "on CPU for large runs (batches are padded to --num-frames)")
     p.add_argument("--seed", type=int, default=0, help="seed of --sampling random")
+    add_bad_record_options(p)
 
 
 def inference_loader(args: argparse.Namespace, info: dict[str, Any], device: torch.device):
@@ -57,8 +90,14 @@ def inference_loader(args: argparse.Namespace, info: dict[str, Any], device: tor
     from videopool.data.loader import make_loader
     from videopool.inference.predict import inference_num_frames
 
+    from videopool.data.errors import DEFAULT_MAX_BAD_RECORDS
+
     num_frames = inference_num_frames(args.sampling, args.num_frames, info.get("train_config", {}).get("num_frames"))
+    features = (info.get("model_config") or {}).get("modalities")
+    max_bad = DEFAULT_MAX_BAD_RECORDS if args.max_bad_records is None else args.max_bad_records
     loader = make_loader(args.data, num_classes=int(info["num_classes"]), batch_size=args.batch_size,
                          strategy=args.sampling, num_frames=num_frames, shuffle=False, seed=args.seed,
-                         workers=args.workers, device=device, what="--data")
+                         workers=args.workers, device=device, what="--data", on_bad_record=args.on_bad_record,
+                         max_bad_records=max_bad, on_skip=skip_reporter(args.command), features=features,
+                         trainable=False)
     return loader, num_frames

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from videopool.cli.options import add_inference_options, inference_loader
+from videopool.cli.options import add_inference_options, inference_loader, report_skipped
 
 
 def add_parser(subparsers) -> None:
@@ -46,5 +46,6 @@ def run(args) -> int:
     except (ValueError, FileNotFoundError, KeyError, RecordError, CompileError) as err:
         print(f"videopool predict: error: {err}", file=sys.stderr)
         return 2
+    report_skipped("predict", loader)
     print(f"wrote top-{args.top_k} predictions for {count} videos to {args.out}")
     return 0

@@ -15,12 +15,15 @@ import argparse
 import os
 import sys
 
+from videopool.cli.options import add_bad_record_options
+
 # flag name -> TrainConfig field, for flags that only override when given
 _FLAGS = {
     "train_data": "train_data", "val_data": "val_data", "batch_size": "batch_size", "lr": "learning_rate",
     "max_steps": "max_steps", "epochs": "epochs", "precision": "precision", "seed": "seed",
     "eval_every": "eval_every", "checkpoint_every": "checkpoint_every", "workers": "workers",
     "device": "device", "num_classes": "num_classes", "vocabulary": "vocabulary",
+    "on_bad_record": "on_bad_record", "max_bad_records": "max_bad_records",
 }
 
 
@@ -51,6 +54,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training or model key, e.g. --set clip_mode=global --set pooling.cluster_size=64")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_bad_record_options(p, default=None)
     p.set_defaults(func=run)
 
 
@@ -94,7 +98,7 @@ def run(args) -> int:
         return 2 if isinstance(err.cause, (ValueError, FileNotFoundError, RecordError)) else 1
     except (ValueError, FileNotFoundError, RecordError) as err:
         hint = ""
-        if "label" in str(err):
+        if isinstance(err, RecordError) and err.kind == "label_range":
             source = f"--vocabulary {config.vocabulary}" if config.vocabulary else f"--num-classes {num_classes}"
             hint = f" (the model has V = {num_classes} classes from {source}; does it cover the data's label ids?)"
         print(f"videopool train: error: {_message(err)}{hint}", file=sys.stderr)
@@ -104,6 +108,11 @@ def run(args) -> int:
         shown = ", ".join(f"{k}={metrics[k]:.4f}" for k in ("gap", "hit_at_1", "loss") if k in metrics)
         print(f"trained {summary['step']} steps ({summary['examples_seen']} videos) -> {summary['run_dir']}"
               + (f"; validation {shown}" if shown else ""))
+        bad = summary.get("bad_records") or {}
+        if bad.get("count"):
+            kinds = ", ".join(f"{kind}: {n}" for kind, n in bad["by_kind"].items())
+            print(f"videopool train: skipped {bad['count']} bad record(s) ({kinds}; {bad['train']} in --train-data, "
+                  f"{bad['val']} in --val-data), listed in {bad['path']}", file=sys.stderr)
     return 0
 
 

@@ -75,6 +75,7 @@ def make_loader(
     bad_record_log: str | None = None,
     features: Mapping[str, int] | None = None,
     schema: Schema | None = None,
+    trainable: bool = True,
 ) -> "VideoLoader":
     """A DataLoader of :class:`~videopool.data.VideoBatch` over ``patterns``.
 
@@ -94,6 +95,7 @@ def make_loader(
     ``features`` (the model's ``{name: size}``) checks every shard first (:func:`~videopool.data.preflight.
     check_shards`: a shard of another kind fails now, named) and decodes with the model's sizes, so a bad
     record is reported against its own shard; ``schema`` gives the decode schema directly (no check).
+    ``trainable=False`` (a trained model's evaluation) words those messages without the training override.
     """
     check_max_bad_records(max_bad_records)
     ErrorPolicy(on_bad_record)  # validates the choice
@@ -102,7 +104,7 @@ def make_loader(
         from videopool.data.preflight import check_shards
 
         schema = check_shards(patterns, features=features, num_classes=num_classes, on_error=on_bad_record,
-                              what=what).schema
+                              what=what, trainable=trainable).schema
     dataset = VideoIterableDataset(
         patterns,
         num_classes=num_classes,

@@ -17,6 +17,7 @@ from videopool.inference.formats import (
 )
 from videopool.inference.predict import (
     CompileError,
+    NonFiniteScoresError,
     bf16_copy,
     inference_num_frames,
     read_class_names,
@@ -25,7 +26,7 @@ from videopool.inference.predict import (
 )
 
 __all__ = [
-    "CompileError", "ExportError", "SegmentSubmissionWriter", "VideoPredictionWriter", "bf16_copy", "evaluate",
+    "CompileError", "ExportError", "NonFiniteScoresError", "SegmentSubmissionWriter", "VideoPredictionWriter", "bf16_copy", "evaluate",
     "export_model", "inference_num_frames", "iter_video_predictions", "load_exported", "read_class_names",
     "read_segment_submission", "read_video_predictions", "run_inference", "write_predictions",
 ]  # fmt: skip

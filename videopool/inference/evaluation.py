@@ -46,6 +46,10 @@ def evaluate(
     merged = StreamingEvaluator.from_state_dict(states[0])
     for state in states[1:]:
         merged.merge(state)
+    if merged.num_videos == 0:
+        raise ValueError("no video to evaluate: the data holds no readable video")
+    if int(merged.class_positive_counts.sum()) == 0:  # a table of zeros would look like a result
+        raise ValueError(f"no video has labels ({merged.num_videos} videos read): use `predict` for unlabelled data")
     results = merged.compute()
     if keep_evaluator:
         results["evaluator"] = merged

@@ -83,9 +83,28 @@ def run_inference(
             except torch._dynamo.exc.BackendCompilerFailed as err:
                 raise CompileError(f"torch.compile could not compile the model ({err}); run without compile "
                                    "(drop --compile)") from err
+            check_finite_scores(batch.ids, probabilities)
             yield batch.ids, probabilities, batch.labels.cpu()
     finally:
         model.train(was_training)
+
+
+class NonFiniteScoresError(ValueError):
+    """The model gave NaN or infinite scores: nothing ranks or predicts from them. ``ids``: those videos."""
+
+    def __init__(self, ids: list[str]) -> None:
+        self.ids = ids
+        shown = ", ".join(ids[:8]) + (" ..." if len(ids) > 8 else "")
+        super().__init__(f"the model gave non-finite scores (NaN or inf) for {len(ids)} video(s) [{shown}]: a diverged "
+                         "checkpoint, or non-finite features in these records; nothing was evaluated or written")
+
+
+def check_finite_scores(ids: list[str], probabilities: torch.Tensor) -> None:
+    """Raise :class:`NonFiniteScoresError` naming the videos whose scores are not all finite (evaluate, predict
+    and validation all refuse them, here, on their one inference path)."""
+    finite = torch.isfinite(probabilities).all(dim=1)
+    if not bool(finite.all()):
+        raise NonFiniteScoresError([ids[i] for i in (~finite).nonzero().flatten().tolist()])
 
 
 def static_frame_count(frames: dict[str, torch.Tensor], mask: torch.Tensor,

@@ -19,6 +19,7 @@ import yaml
 
 from videopool.core.precision import PRECISIONS
 from videopool.core.schema import ConfigError, check_choice, parse_dataclass
+from videopool.data.errors import BAD_RECORD_POLICIES, DEFAULT_MAX_BAD_RECORDS, check_max_bad_records
 from videopool.data.sampling import FRAME_SELECTIONS
 from videopool.inference.predict import EVAL_SAMPLINGS
 from videopool.models.losses import LOSSES
@@ -68,6 +69,9 @@ class TrainConfig:
     seed: int = 0
     workers: int | None = None  # loader processes; None = resolve_workers() for the device
     progress: bool = True
+    # bad data (docs/reliability.md, section 2)
+    on_bad_record: str = "error"  # BAD_RECORD_POLICIES: error (stop at the first) | skip (count, list, go on)
+    max_bad_records: float = DEFAULT_MAX_BAD_RECORDS  # with skip: stop beyond this share (< 1) or count (>= 1)
 
     def __post_init__(self) -> None:
         check_choice("clip_mode", self.clip_mode, CLIP_MODES)
@@ -79,6 +83,14 @@ class TrainConfig:
         for name in ("batch_size", "num_frames"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("epochs", "max_steps"):  # a run of 0 steps would save an untrained model as a success
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}: training would run 0 steps")
+        check_choice("on_bad_record", self.on_bad_record, BAD_RECORD_POLICIES)
+        try:
+            check_max_bad_records(self.max_bad_records)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
