@@ -46,6 +46,10 @@ POOLINGS: dict[str, Case] = {
     "lstm": Case({"hidden_size": 3}, orderless=False),
     "gru": Case({"hidden_size": 3}, orderless=False),
     "nextvlad": Case({"cluster_size": 4, "groups": 2, "expansion": 2}),
+    "attention_clusters": Case({"cluster_size": 3}),
+    "transformer_netvlad": Case({"cluster_size": 3, "num_heads": 2, "frame_encoder": True}),
+    "attention_netvlad": Case({"cluster_size": 3, "num_heads": 2, "dropout": 0.0}),
+    "second_order_netvlad": Case({"cluster_size": 3, "projection_size": 2, "second_order_clusters": 2}),
 }
 
 REGISTERED = list_poolings()

@@ -14,6 +14,7 @@ _POOLING: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {}
 # Modules whose import registers the built-in pooling layers.
 _BUILTIN_MODULES = (
     "simple", "netvlad", "netrvlad", "netfv", "soft_dbow", "dbof", "recurrent", "nextvlad", "nonlocal_vlad",
+    "attention_clusters", "attention_vlad", "second_order_vlad",
 )
 
 
