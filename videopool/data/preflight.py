@@ -14,7 +14,7 @@ inferred from the first file would blame every good shard when the first one is 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from videopool.data.codec import decode_record
 from videopool.data.errors import ErrorPolicy, RecordError
@@ -46,7 +46,7 @@ class ShardCheck:
 
 def check_shards(patterns: str | Sequence[str], *, features: Mapping[str, int], num_classes: int | None = None,
                  on_error: str = "error", verify_crc: bool = True, what: str = "data",
-                 trainable: bool = True) -> ShardCheck:
+                 trainable: bool = True, reads_with: Callable[[dict[str, int]], str] | None = None) -> ShardCheck:
     """Check every shard of ``patterns`` against the model's ``features`` (``{name: size}``, in order).
 
     Args:
@@ -57,6 +57,8 @@ def check_shards(patterns: str | Sequence[str], *, features: Mapping[str, int], 
         what: the option that named the files (``--train-data``), for the messages.
         trainable: the messages suggest the ``--set modalities...`` override that reads a shard (training);
             with ``False`` they say what the (trained) model reads instead.
+        reads_with: for a shard of other features, ``reads_with({name: size})`` says which options read it
+            (the trainer checks them against its model); by default, which modalities a model needs.
 
     Raises:
         ShardLayoutError: a shard of another kind or feature size, named with what it holds and the fix.
@@ -97,8 +99,8 @@ def check_shards(patterns: str | Sequence[str], *, features: Mapping[str, int], 
             check.bad_records.extend(policy.examples)
     if misfits:
         path, layout = misfits[0]
-        raise ShardLayoutError(_misfit_message(path, layout, expected, what, trainable, len(misfits), len(files)),
-                               path=path, found=layout, expected=expected)
+        raise ShardLayoutError(_misfit_message(path, layout, expected, what, trainable, len(misfits), len(files),
+                                               reads_with), path=path, found=layout, expected=expected)
     check.schema = decode_schema(reference, expected) if reference is not None else None
     return check
 
@@ -120,12 +122,17 @@ def _fits(layout: Schema, expected: Mapping[str, int], reference: Schema | None)
         layout.feature(name).encoding == reference.feature(name).encoding for name in expected)
 
 
+def modalities_text(features: Mapping[str, int]) -> str:
+    """``{mean_rgb: 1024, mean_audio: 128}``: a modalities mapping as ``--set`` takes it (YAML)."""
+    return "{" + ", ".join(f"{name}: {size}" for name, size in features.items()) + "}"
+
+
 def _expected_words(expected: Mapping[str, int]) -> str:
     return ", ".join(f"{name} ({size})" for name, size in expected.items())
 
 
 def _misfit_message(path: str, layout: Schema, expected: Mapping[str, int], what: str, trainable: bool,
-                    misfits: int, total: int) -> str:
+                    misfits: int, total: int, reads_with: Callable[[dict[str, int]], str] | None) -> str:
     name = path
     present = {spec.name: spec for spec in layout.features}
     missing = [feature for feature in expected if feature not in present]
@@ -133,12 +140,14 @@ def _misfit_message(path: str, layout: Schema, expected: Mapping[str, int], what
     among = f" (files unlike the model's data: {misfits} of the {total} in {what})" if total > 1 else ""
     if missing:
         kind = describe_layout(layout, only=layout.level == "frame" and bool(set(expected) & set(present)))
-        reads = "{" + ", ".join(f"{spec.name}: {spec.size}" for spec in layout.features) + "}"
+        found = {spec.name: spec.size for spec in layout.features}
         message = (f"{what}: {name} is {kind}, but the model reads {_expected_words(expected)} and the file has "
                    f"no {' or '.join(map(repr, missing))}{among}")
-        if trainable:
-            return message + f"; a model reads this kind of file with --set 'modalities={reads}'"
-        return message + "; use data of the kind the model was trained on"
+        if not trainable:
+            return message + "; use data of the kind the model was trained on"
+        if reads_with is not None:
+            return message + "; " + reads_with(found)
+        return message + f"; a model with modalities {modalities_text(found)} reads this kind of file"
     differing = [feature for feature in expected if present[feature].size != expected[feature]]
     if not differing:  # the sizes fit, but the level or an encoding differs from the first file that fits
         return (f"{what}: {name} is {describe_layout(layout)}, unlike the first file of {what} that fits the model"

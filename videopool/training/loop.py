@@ -44,6 +44,7 @@ from videopool.inference import evaluate, inference_num_frames
 from videopool.models import checkpoint as ckpt
 from videopool.models import create_model
 from videopool.training.bad_records import BadRecordLog
+from videopool.training.data_check import override_for_features
 from videopool.training.batch_norm import batch_norm_layers, recompute_batch_norm
 from videopool.training.config import TrainConfig, save_yaml
 from videopool.training.optim import staircase_learning_rate
@@ -230,9 +231,11 @@ class Trainer:
     def _intact_note(self) -> str:
         resume = f"free some space and continue with `videopool train --out {self.run_dir} --resume`"
         step = self.complete_step if self.complete_step >= 0 else newest_step_on_disk(self.run_dir)
-        if step < 0:
+        if step >= 0:
+            return f"previous checkpoint at step {step} is intact ({step_weights_path(self.run_dir, step)}); {resume}"
+        if os.path.isfile(os.path.join(self.run_dir, "config.yaml")):
             return f"no checkpoint had been written yet; {resume} (it starts again from step 0)"
-        return f"previous checkpoint at step {step} is intact ({step_weights_path(self.run_dir, step)}); {resume}"
+        return "no checkpoint had been written yet; free some space and start the run again"
 
     def _check_finite_weights(self) -> None:
         # A huge step can overflow a weight while the ε-guarded loss stays finite; never save that.
@@ -266,7 +269,8 @@ class Trainer:
             if not patterns:
                 continue
             check = check_shards(expand_patterns(patterns, what), features=self.model.config.modalities,
-                                 num_classes=self.num_classes, on_error=c.on_bad_record, what=what)
+                                 num_classes=self.num_classes, on_error=c.on_bad_record, what=what,
+                                 reads_with=lambda found: override_for_features(c, self.num_classes, found))
             for error in check.bad_records:
                 self.bad_records.add(data, error, self.state.epoch, self.state.step)
             if check.checked_records and not check.labelled_records:
