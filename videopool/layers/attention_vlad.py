@@ -141,7 +141,7 @@ class TransformerNetVLAD(SoftAssignmentPooling):
     ``encoder``/``attention_batch_norm``/``dropout``/``num_heads`` configure both encoders
     (:class:`TransformerEncoder`; the paper's encoder by default). The released ``NetVladV1`` does not run
     (spec §4.11): it gives NetVLAD a scope argument it does not take and gets a flat vector back, not tokens.
-    Parameters: NetVLAD's ``2·D·K + 2·K`` plus per encoder ``12·D² + 7·D + 2·2·D`` (LayerNorms; ``+2·D``
+    Parameters: NetVLAD's ``2·D·K + 2·K`` plus per encoder ``12·D² + 6·D + 4·D`` (two LayerNorms; ``+2·D``
     with ``encoder="released"``) ``+ 2·h + 2·D`` (attention BN).
     Shapes: ``frames [B, N, D]``, ``mask [B, N]`` → ``[B, D·K]``. Orderless.
     """
