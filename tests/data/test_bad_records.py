@@ -162,9 +162,9 @@ def test_only_odd_shard_suggests_the_override(tmp_path):
 @pytest.mark.parametrize("features, kind, option", [
     ({"mean_rgb": (1024,), "mean_audio": (128,)},
      "is a video-level file (one vector per video: mean_rgb: 1024 floats, mean_audio: 128 floats)",
-     "--set 'modalities={mean_rgb: 1024, mean_audio: 128}'"),
+     "a model with modalities {mean_rgb: 1024, mean_audio: 128} reads this kind of file"),
     ({"rgb": (5, 1024)}, "is a frame-level file with only rgb (rgb: 1024 bytes per frame)",
-     "--set 'modalities={rgb: 1024}'"),
+     "a model with modalities {rgb: 1024} reads this kind of file"),
 ])
 def test_a_shard_of_another_kind_says_which_kind_and_which_option_reads_it(tmp_path, features, kind, option):
     good = _write(tmp_path / "a-good.tfrecord", {"rgb": (4, 1024), "audio": (4, 128)})
@@ -175,6 +175,9 @@ def test_a_shard_of_another_kind_says_which_kind_and_which_option_reads_it(tmp_p
     assert raised.value.path == other and f"data: {other} {kind}" in message
     assert "but the model reads rgb (1024), audio (128)" in message and message.endswith(option)
     assert good not in message
+    # a trainer words it with the options of its own model (tests/training/test_bad_data.py checks they work)
+    with pytest.raises(ShardLayoutError, match=r"; READ WITH \{.*\}$"):
+        check_shards([good, other], features=FEATURES, reads_with=lambda found: f"READ WITH {found}")
 
 
 def test_the_check_samples_labels_and_tolerates_a_corrupt_first_record_when_skipping(damaged, tmp_path):
