@@ -1,10 +1,11 @@
 """Padded frames never reach a result: whatever a padded frame holds (NaN, inf, 1e20), every named model gives
-the probabilities of the same batch with zero padding, in eval and in training mode."""
+the probabilities of the same batch with zero padding, in eval and in training mode (and, for a model whose
+training forward returns a ModelOutput, the same auxiliary tensors)."""
 
 import pytest
 import torch
 
-from videopool.models import create_model, list_models
+from videopool.models import ModelOutput, create_model, list_models
 
 GARBAGE = [float("nan"), float("inf"), -float("inf"), 1e20]
 
@@ -17,17 +18,23 @@ def _batch(model, generator):
     return frames, mask
 
 
+def _tensors(output):
+    if isinstance(output, ModelOutput):
+        return {"probabilities": output.probabilities, **output.aux}
+    return {"probabilities": output}
+
+
 def _assert_padding_is_ignored(model, training):
     model.train(training)
     frames, mask = _batch(model, torch.Generator().manual_seed(0))
     clean = {m: x.masked_fill(~mask.unsqueeze(-1), 0.0) for m, x in frames.items()}
     torch.manual_seed(1)  # the same dropout masks for every call
-    expected = model(clean, mask)
-    assert torch.isfinite(expected).all()
+    expected = _tensors(model(clean, mask))
+    assert all(torch.isfinite(value).all() for value in expected.values())
     for value in GARBAGE:
         dirty = {m: x.masked_fill(~mask.unsqueeze(-1), value) for m, x in frames.items()}
         torch.manual_seed(1)
-        torch.testing.assert_close(model(dirty, mask), expected, msg=f"padding {value}")
+        torch.testing.assert_close(_tensors(model(dirty, mask)), expected, msg=f"padding {value}")
 
 
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])

@@ -91,7 +91,8 @@ class MoEClassifier(nn.Module):
 class LogisticClassifier(nn.Module):
     """Logistic regression head: ``p = σ(h W + b)``, ``W [H, V]`` Glorot-uniform, ``b`` zeros.
 
-    ``prob_gating`` adds the same output Context Gating as :class:`MoEClassifier`.
+    ``prob_gating`` adds the same output Context Gating as :class:`MoEClassifier`. ``logits(h)`` is ``h W + b``
+    (``forward`` is ``σ(logits(h))`` without output gating).
 
     Shapes: ``h [B, H] -> p [B, V]``.
     """
@@ -107,10 +108,15 @@ class LogisticClassifier(nn.Module):
         self.prob_gating = ContextGating(num_classes) if prob_gating else None
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        probabilities = torch.sigmoid(torch.addmm(self.bias, h, self.weight))
+        probabilities = torch.sigmoid(self.logits(h))
         if self.prob_gating is not None:
             probabilities = self.prob_gating(probabilities)
         return probabilities
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        """``h W + b`` ``[B, V]``: the scores before the sigmoid (and before any output gating, which acts on
+        probabilities). A mixture of classifiers mixes these (:class:`videopool.models.mixture.MixtureClassifier`)."""
+        return torch.addmm(self.bias, h, self.weight)
 
     def regularization_loss(self) -> torch.Tensor:
         """``λ/2 · ΣW²`` over the weight matrix (the bias is not regularised, as in the TF1 starter code)."""

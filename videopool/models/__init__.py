@@ -13,10 +13,13 @@ from videopool.models.config import (
     FusionConfig,
     GatingConfig,
     HiddenConfig,
+    MixtureConfig,
     ModelConfig,
     PoolingConfig,
 )
 from videopool.models.losses import LOSSES, binary_cross_entropy_on_probabilities, binary_cross_entropy_per_video
+from videopool.models.mixture import MixtureClassifier, distillation_loss
+from videopool.models.output import ModelOutput, probabilities_of
 from videopool.models.overrides import ALIASES, apply_overrides
 from videopool.models.registry import (
     NamedConfig,
@@ -36,9 +39,10 @@ from videopool.models.registry import (
 
 __all__ = [
     "ALIASES", "LOSSES", "ClassifierConfig", "ConfigError", "FusionConfig", "GatingConfig", "HiddenConfig",
-    "ModelConfig", "NamedConfig", "PoolingConfig", "UnknownModelError", "VideoClassifier", "apply_overrides",
-    "binary_cross_entropy_on_probabilities", "binary_cross_entropy_per_video", "count_parameters", "create_model",
-    "find_checkpoint", "get_model_config", "get_named_config", "get_recipe", "list_models", "load_config",
-    "load_model", "load_weights_into", "model_from_config_dict", "read_info", "register_config", "resolve_config",
-    "save_weights",
+    "MixtureClassifier", "MixtureConfig", "ModelConfig", "ModelOutput", "NamedConfig", "PoolingConfig",
+    "UnknownModelError", "VideoClassifier", "apply_overrides", "binary_cross_entropy_on_probabilities",
+    "binary_cross_entropy_per_video", "count_parameters", "create_model", "distillation_loss", "find_checkpoint",
+    "get_model_config", "get_named_config", "get_recipe", "list_models", "load_config", "load_model",
+    "load_weights_into", "model_from_config_dict", "probabilities_of", "read_info", "register_config",
+    "resolve_config", "save_weights",
 ]  # fmt: skip

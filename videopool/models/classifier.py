@@ -34,7 +34,8 @@ class VideoClassifier(nn.Module):
 
     ``forward(frames: dict[str, Tensor [B, N, D_m]], mask: Tensor [B, N] | None) -> [B, V]`` returns
     probabilities. Modalities in ``frames`` that the config does not name are ignored; padded frames
-    (mask False) never change the result, whatever they hold. ``regularization_loss()`` is the head's slim L2
+    (mask False) never change the result, whatever they hold. ``encode`` returns the video vector the head sees,
+    ``logits`` the logistic head's scores before the sigmoid. ``regularization_loss()`` is the head's slim L2
     term. ``config`` holds the (validated) configuration; ``config.to_dict()`` rebuilds the model.
     """
 
@@ -70,6 +71,10 @@ class VideoClassifier(nn.Module):
         self.register_load_state_dict_pre_hook(_rename_legacy_keys)
 
     def forward(self, frames: Mapping[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.classifier(self.encode(frames, mask))
+
+    def encode(self, frames: Mapping[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The video vector ``[B, H]`` the classifier head sees (everything of ``forward`` but the head)."""
         frames, mask = self._checked_inputs(frames, mask)
         scale = joint_inverse_norm(frames) if self.l2_normalize_frames else None
         if self.early_fusion:
@@ -77,8 +82,16 @@ class VideoClassifier(nn.Module):
         pooled = {name: self.poolings[name](x, mask, scale) for name, x in frames.items()}
         video = self.fusion(pooled)
         video = self.hidden(video)
-        video = self.gating(video)
-        return self.classifier(video)
+        return self.gating(video)
+
+    def logits(self, frames: Mapping[str, torch.Tensor], mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The head's logits ``[B, V]`` (``forward`` is their sigmoid): logistic heads without output gating only,
+        the ones whose probabilities are ``σ(logits)``."""
+        head = self.classifier
+        if not hasattr(head, "logits") or getattr(head, "prob_gating", None) is not None:
+            raise TypeError(f"{type(head).__name__}{' with prob_gating' if hasattr(head, 'logits') else ''} has "
+                            "no logits: only a logistic head without classifier.prob_gating computes σ(logits)")
+        return head.logits(self.encode(frames, mask))
 
     def _checked_inputs(self, frames: Mapping[str, torch.Tensor],
                         mask: torch.Tensor | None) -> tuple[dict[str, torch.Tensor], torch.Tensor | None]:

@@ -21,7 +21,7 @@ from videopool.layers.heads import HEADS
 
 __all__ = [
     "HIDDEN_INITS", "ClassifierConfig", "ConfigError", "FusionConfig", "GatingConfig", "HiddenConfig",
-    "ModelConfig", "PoolingConfig",
+    "MixtureConfig", "ModelConfig", "PoolingConfig",
 ]  # fmt: skip
 
 HIDDEN_INITS = ("xavier", "willow")  # implemented by VideoClassifier._hidden_init_std (videopool.models.classifier)
@@ -157,12 +157,37 @@ class ClassifierConfig:
 
 
 @dataclass
+class MixtureConfig:
+    """A mixture of ``branches`` copies of the model (Lin et al. 2018, ``MixNeXtVladModel``); 1 = no mixture.
+
+    A gate on the mean frame, ``w = softmax(BN(x̄) W + b)``, mixes the branches' logits, ``z = Σ_b w_b z_b``, and
+    the model predicts ``σ(z)`` (:class:`~videopool.models.mixture.MixtureClassifier`). Training adds every
+    branch's BCE and ``distillation_weight · mean_batch Σ_b KL(p ‖ p_b)`` with ``p = softmax_c(z / temperature)``
+    over the classes. ``x̄`` averages the real frames; ``padded_frames_in_gate`` divides by the padded length
+    instead, as the reference does (its input is always padded to 300 frames)."""
+
+    branches: int = 1
+    temperature: float = 2.0
+    distillation_weight: float = 1.0
+    padded_frames_in_gate: bool = False
+
+    def __post_init__(self) -> None:
+        if self.branches < 1:
+            raise ConfigError(f"mixture.branches must be >= 1 (1 = no mixture), got {self.branches}")
+        if not self.temperature > 0:
+            raise ConfigError(f"mixture.temperature must be > 0, got {self.temperature}")
+        if not self.distillation_weight >= 0:
+            raise ConfigError(f"mixture.distillation_weight must be >= 0, got {self.distillation_weight}")
+
+
+@dataclass
 class ModelConfig:
     """Everything needed to build a :class:`~videopool.models.classifier.VideoClassifier`.
 
     ``modalities`` is an ordered mapping ``name -> feature size``; its order is the concatenation order.
     ``l2_normalize_frames`` divides every frame by the L2 norm of its concatenated modalities (jointly, as the TF1 code bases do);
-    ``input_batch_norm`` adds a masked batch norm per modality before pooling.
+    ``input_batch_norm`` adds a masked batch norm per modality before pooling. ``mixture.branches > 1`` builds a
+    :class:`~videopool.models.mixture.MixtureClassifier` of that many such models instead.
     """
 
     num_classes: int = 3862
@@ -174,6 +199,7 @@ class ModelConfig:
     hidden: HiddenConfig = field(default_factory=HiddenConfig)
     gating: GatingConfig = field(default_factory=GatingConfig)
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
+    mixture: MixtureConfig = field(default_factory=MixtureConfig)
 
     def __post_init__(self) -> None:
         if not self.modalities:
@@ -192,6 +218,12 @@ class ModelConfig:
                     )
         if self.fusion.type == "mfb" and len(self.modalities) < 2:
             raise ConfigError(f"fusion.type 'mfb' needs two modalities, got {list(self.modalities)}")
+        if self.mixture.branches > 1 and (self.classifier.type != "logistic" or self.classifier.prob_gating):
+            raise ConfigError(
+                f"mixture.branches {self.mixture.branches} mixes the branches' logits, so it needs "
+                f"classifier.type 'logistic' without classifier.prob_gating, got {self.classifier.type!r}"
+                f"{' with prob_gating' if self.classifier.prob_gating else ''}"
+            )
 
     @property
     def feature_names(self) -> list[str]:

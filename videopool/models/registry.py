@@ -26,6 +26,7 @@ import yaml
 from videopool.core.schema import ConfigError, closest_hint
 from videopool.models.classifier import VideoClassifier
 from videopool.models.config import ModelConfig
+from videopool.models.mixture import MixtureClassifier
 from videopool.models.overrides import apply_overrides
 
 SMALL_SUFFIX = "_small"
@@ -214,8 +215,9 @@ def create_model(
     *,
     device: torch.device | str | None = None,
     **overrides: Any,
-) -> VideoClassifier:
-    """Build a :class:`VideoClassifier` from a registered name, a NamedConfig, a ModelConfig or a model-config dict.
+) -> VideoClassifier | MixtureClassifier:
+    """Build a :class:`VideoClassifier` from a registered name, a NamedConfig, a ModelConfig or a model-config dict
+    (a :class:`~videopool.models.mixture.MixtureClassifier` of such models when ``mixture.branches > 1``).
 
     ``overrides``: dotted paths ``**{"hidden.size": 256}``, top-level fields ``num_classes=200``, nested
     mappings ``pooling={"cluster_size": 16}`` or an alias of :data:`videopool.models.overrides.ALIASES`
@@ -223,13 +225,14 @@ def create_model(
     (parameter counts of the 300M-parameter configs). A YAML file: ``create_model(load_config(path))``.
     """
     config = resolve_config(name_or_config, **overrides)
+    kind = MixtureClassifier if config.mixture.branches > 1 else VideoClassifier
     if device is None:
-        return VideoClassifier(config)
+        return kind(config)
     with torch.device(device):
-        return VideoClassifier(config)
+        return kind(config)
 
 
-def model_from_config_dict(data: Mapping[str, Any], device: torch.device | str | None = None) -> VideoClassifier:
+def model_from_config_dict(data: Mapping[str, Any], device: torch.device | str | None = None) -> VideoClassifier | MixtureClassifier:
     """Rebuild the model a checkpoint describes from its stored ``config.to_dict()``."""
     return create_model(ModelConfig.from_dict(data, "checkpoint model config"), device=device)
 

@@ -30,6 +30,10 @@ def prepare_bf16(model: nn.Module, precision: str, scheme: str, min_numel: int =
 class TrainStep:
     """forward → loss (+ regularization) → backward → clip → Adam, in fp32 or bf16.
 
+    The loss is ``model.loss(output, labels, loss)`` when the model defines one (``output`` is what its
+    training-mode forward returned, e.g. a :class:`~videopool.models.ModelOutput`), else the BCE of the returned
+    probabilities; ``regularization_penalty · model.regularization_loss()`` is added either way.
+
     ``module`` is what runs the forward pass: the model, or its ``DistributedDataParallel`` wrapper under torchrun
     (then a non-finite loss on any rank stops every rank). ``master`` holds the fp32 masters of bf16 weights
     (:func:`prepare_bf16`); without it bf16 runs as plain autocast over fp32 weights.
@@ -46,6 +50,7 @@ class TrainStep:
         self.master = master
         self.clip_gradient_norm, self.clip_mode = clip_gradient_norm, clip_mode
         self.loss_name, self.regularization_penalty = loss, regularization_penalty
+        self.model_loss = getattr(self.model, "loss", None)  # a model may define its label loss (ModelOutput)
         self.params = master.optimizer_params() if master else [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = create_adam(self.params, learning_rate, adam_betas, adam_epsilon)
 
@@ -60,8 +65,11 @@ class TrainStep:
         if lr is not None:
             set_learning_rate(self.optimizer, lr)
         with autocast(self.device, self.precision):
-            probabilities = self.module(frames, mask)
-        loss = binary_cross_entropy_on_probabilities(probabilities, labels, self.loss_name)
+            output = self.module(frames, mask)
+        if self.model_loss is not None:  # the model's own loss on its training output (docs/architecture.md)
+            loss = self.model_loss(output, labels, self.loss_name)
+        else:
+            loss = binary_cross_entropy_on_probabilities(output, labels, self.loss_name)
         if self.regularization_penalty:
             loss = loss + self.regularization_penalty * self.model.regularization_loss()
         finite = torch.isfinite(loss.detach()).to(torch.int32)
