@@ -60,8 +60,7 @@ def export_model(checkpoint: str, out: str, *, precision: str = "fp32") -> dict[
 def trace(model: nn.Module, dtype: torch.dtype = torch.float32) -> torch.export.ExportedProgram:
     """``torch.export`` of ``model`` in eval mode with a dynamic batch size and frame count."""
     model = model.eval()
-    pooling_types = {type(p.pooling).__name__ for p in getattr(model, "poolings", {}).values()}
-    recurrent = pooling_types & {"LSTMPooling", "GRUPooling"}
+    recurrent = {type(module).__name__ for module in model.modules()} & {"LSTMPooling", "GRUPooling"}  # mixtures too
     if recurrent:
         raise ExportError(f"{', '.join(sorted(recurrent))} cannot be exported: packing the sequences by length "
                           "needs the lengths on the host; evaluate/predict run such models directly")
