@@ -65,3 +65,49 @@ def test_missing_and_foreign_files(tmp_path):
         ckpt.read_info(str(tmp_path / "plain.safetensors"))
     with pytest.raises(FileNotFoundError, match="no best.safetensors or last.safetensors"):
         ckpt.find_checkpoint(str(tmp_path))
+
+
+def test_the_streamed_file_is_safetensors_with_the_checksum_of_its_tensors(tmp_path):
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    tensors = {"a": torch.randn(3, 4), "b": torch.tensor(5), "c": torch.zeros(0), "d": torch.tensor([True, False]),
+               "e": torch.randn(7, dtype=torch.float64), "f": torch.arange(3, dtype=torch.uint8),
+               "g": torch.randn(5).bfloat16()}
+    path = str(tmp_path / "w.safetensors")
+    ckpt.save_weights(path, tensors, {"step": 3})
+    loaded = load_file(path)  # the safetensors library reads it
+    for name, tensor in tensors.items():
+        expected = tensor.float() if tensor.is_floating_point() else tensor  # floating tensors are stored as fp32
+        assert loaded[name].dtype == expected.dtype and torch.equal(loaded[name], expected), name
+    with safe_open(path, framework="pt") as f:
+        assert f.metadata()[ckpt.CHECKSUM_KEY] == ckpt.data_checksum(path)
+    assert ckpt.read_info(path) == {"step": 3}
+
+
+def test_a_changed_byte_is_a_corrupt_checkpoint_and_old_files_still_load(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "w.safetensors"
+    ckpt.save_weights(str(path), {"w": torch.ones(100)}, {"step": 1})
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x40  # one bit of the last weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(ckpt.CheckpointCorruptError, match="is corrupt: its tensors do not match the checksum"):
+        ckpt.read_weights(str(path))
+    assert ckpt.read_weights(str(path), verify=False)["w"][-1] != 1  # what the check refused
+    # written before checksums existed (the safetensors library, no checksum key): loads unchecked
+    save_file({"w": torch.ones(2)}, str(tmp_path / "old.safetensors"), metadata={"videopool": '{"step": 2}'})
+    assert torch.equal(ckpt.read_weights(str(tmp_path / "old.safetensors"))["w"], torch.ones(2))
+
+
+def test_a_truncated_checkpoint_names_the_previous_step(tmp_path):
+    run = tmp_path / "run"
+    for step in (2, 4):
+        ckpt.save_weights(str(run / "checkpoints" / f"step-{step:06d}.safetensors"), {"w": torch.ones(50)},
+                          {"step": step})
+    path = run / "checkpoints" / "step-000004.safetensors"
+    path.write_bytes(path.read_bytes()[:60])  # cut short (e.g. copied from a full disk by hand)
+    with pytest.raises(ValueError, match=r"is not a readable safetensors file: .*; use the previous step checkpoint "
+                                         r".*step-000002\.safetensors \(step 2\)$"):
+        ckpt.read_info(str(path))

@@ -52,12 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except OSError as err:  # a full disk in any command: one line, no traceback (docs/reliability.md, 1)
+    except Exception as err:  # a full disk in any command: one line, no traceback (docs/reliability.md, 1)
         from videopool.core.files import DiskFullError, is_disk_full
 
         if not is_disk_full(err):
             raise
-        message = err if isinstance(err, DiskFullError) else DiskFullError(err.filename or "a file")
+        message = err if isinstance(err, DiskFullError) else DiskFullError(getattr(err, "filename", None) or "a file")
         print(f"videopool {args.command}: error: {message}", file=sys.stderr)
         return 1
     return int(result or 0)

@@ -44,7 +44,15 @@ class DiskFullError(OSError):
 
 
 def is_disk_full(err: BaseException) -> bool:
-    return isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS
+    """Whether ``err``, or an error it was raised from or while handling, is a full disk. Libraries mask it: a
+    failed ``torch.save`` raises a ``RuntimeError`` from its cleanup with the ``OSError`` as its context."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 @contextlib.contextmanager
@@ -63,7 +71,8 @@ def atomic_path(path: str | os.PathLike, fsync_file: bool = True) -> Iterator[st
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{name[:_MAX_PREFIX]}.{os.getpid()}.", suffix=".tmp", dir=folder)
     except OSError as err:
-        raise _disk_full(err, path) from err
+        _raise_disk_full(err, path)
+        raise
     os.close(fd)
     try:
         yield tmp
@@ -75,8 +84,9 @@ def atomic_path(path: str | os.PathLike, fsync_file: bool = True) -> Iterator[st
                 os.close(fd)
         os.replace(tmp, path)
         _fsync_folder(folder)
-    except OSError as err:
-        raise _disk_full(err, path) from err
+    except Exception as err:
+        _raise_disk_full(err, path)
+        raise
     finally:
         if os.path.lexists(tmp):
             os.unlink(tmp)
@@ -95,10 +105,19 @@ def _open_temporary(tmp: str, mode: str, final_path: str, **open_args: Any) -> I
     return open(tmp, mode, **open_args)
 
 
-def _disk_full(err: OSError, path: str) -> OSError:
-    if isinstance(err, DiskFullError) or not is_disk_full(err):
-        return err
-    return DiskFullError(path)
+def _raise_disk_full(err: Exception, path: str) -> None:
+    """Raise the :class:`DiskFullError` of ``path`` when ``err`` comes from a full disk (a nested write's own
+    DiskFullError when there is one, so it names its file); return otherwise."""
+    if not is_disk_full(err):
+        return
+    inner: BaseException | None = err
+    while inner is not None:
+        if isinstance(inner, DiskFullError):
+            if inner is err:
+                return  # re-raised as it is
+            raise inner from None
+        inner = inner.__cause__ or inner.__context__
+    raise DiskFullError(path) from err
 
 
 def link_atomically(source: str, target: str) -> None:

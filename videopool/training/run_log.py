@@ -16,7 +16,7 @@ import os
 import time
 from typing import Any
 
-from videopool.core.files import atomic_write
+from videopool.core.files import DiskFullError, atomic_write, is_disk_full
 
 _NOT_SCALARS = ("kind", "step", "time")
 
@@ -36,7 +36,8 @@ class RunLogger:
         if not enabled:
             return
         os.makedirs(run_dir, exist_ok=True)
-        path = os.path.join(run_dir, "metrics.jsonl")
+        self.path = path = os.path.join(run_dir, "metrics.jsonl")
+        self.tb_dir = os.path.join(run_dir, "tb")
         kept = _kept_records(path, start_step, validated)
         self.file = open(path, "a", buffering=1)
         if tensorboard:
@@ -45,10 +46,9 @@ class RunLogger:
             except ImportError:  # tensorboard is a dependency, but keep training if it is broken
                 SummaryWriter = None
             if SummaryWriter is not None:
-                tb = os.path.join(run_dir, "tb")
-                for old in glob.glob(os.path.join(tb, "events.out.tfevents.*")):
+                for old in glob.glob(os.path.join(self.tb_dir, "events.out.tfevents.*")):
                     os.unlink(old)
-                self.writer = SummaryWriter(tb)
+                self.writer = SummaryWriter(self.tb_dir)
                 for record in kept:
                     self._add_scalars(record["kind"], record["step"],
                                       {k: v for k, v in record.items() if k not in _NOT_SCALARS}, record.get("time"))
@@ -58,14 +58,20 @@ class RunLogger:
             return
         scalars = {k: v for k, v in values.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         record = {"kind": kind, "step": step, "time": round(time.time(), 3), **scalars}
-        self.file.write(json.dumps(record) + "\n")
+        try:
+            self.file.write(json.dumps(record) + "\n")
+        except OSError as err:  # a line cut short by a full disk is dropped by the next start
+            raise DiskFullError(self.path) if is_disk_full(err) else err from err
         self._add_scalars(kind, step, scalars)
 
     def _add_scalars(self, kind: str, step: int, scalars: dict[str, Any], walltime: float | None = None) -> None:
         if self.writer is not None:
-            for key, value in scalars.items():
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    self.writer.add_scalar(f"{kind}/{key}", value, step, walltime=walltime)
+            try:
+                for key, value in scalars.items():
+                    if isinstance(value, (int, float)) and not isinstance(value, bool):
+                        self.writer.add_scalar(f"{kind}/{key}", value, step, walltime=walltime)
+            except OSError as err:  # TensorBoard is rebuilt from metrics.jsonl at the next start
+                raise DiskFullError(self.tb_dir) if is_disk_full(err) else err from err
 
     def close(self) -> None:
         if self.file is not None:
