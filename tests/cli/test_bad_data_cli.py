@@ -72,7 +72,8 @@ def test_evaluate_and_predict_skip_listing_each_record_on_stderr(trained_run, da
     assert result["num_videos"] == 5 and result["bad_records"] == len(BAD_KINDS)
     lines = captured.err.splitlines()
     for (index, offset, _), line in zip(bad, lines):  # in file order, each with file, record and offset
-        assert line.startswith(f"videopool evaluate: skipped bad record: {path}, record {index}, byte offset {offset}: ")
+        assert line.startswith(f"videopool evaluate: skipped bad record: {path}, record {index}, "
+                               f"byte offset {offset}: ")
     assert lines[-1] == ("videopool evaluate: skipped 6 bad record(s) (feature_size: 1, label_range: 1, "
                          "no_frames: 1, not_a_record: 1, payload_crc: 1, truncated: 1) of the 11 read")
 

@@ -39,7 +39,8 @@ def test_error_stops_at_the_first_bad_record_with_its_location(damaged, workers)
     index, offset, kind = bad[0]
     # from a loader worker too: the error is the reader's, not a DataLoader traceback wrapped in a string
     assert type(raised.value) is RecordError
-    assert (raised.value.path, raised.value.index, raised.value.offset, raised.value.kind) == (path, index, offset, kind)
+    error = raised.value
+    assert (error.path, error.index, error.offset, error.kind) == (path, index, offset, kind)
 
 
 @pytest.mark.parametrize("workers", [0, 1])
