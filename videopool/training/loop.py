@@ -38,10 +38,13 @@ from videopool.core.files import DiskFullError, atomic_path, is_disk_full, link_
 from videopool.core.malloc import tune_malloc
 from videopool.core.precision import autocast, resolve_device, resolve_precision
 from videopool.core.rng import rng_state, seed_everything, set_rng_state
-from videopool.data.loader import make_loader, resolve_workers, set_loader_epoch
+from videopool.data.loader import expand_patterns, make_loader, resolve_workers, set_loader_epoch
+from videopool.data.preflight import check_shards
 from videopool.inference import evaluate, inference_num_frames
 from videopool.models import checkpoint as ckpt
 from videopool.models import create_model
+from videopool.training.bad_records import BadRecordLog
+from videopool.training.data_check import override_for_features
 from videopool.training.batch_norm import batch_norm_layers, recompute_batch_norm
 from videopool.training.config import TrainConfig, save_yaml
 from videopool.training.optim import staircase_learning_rate
@@ -255,12 +258,48 @@ class Trainer:
 
     # --- loop --------------------------------------------------------------------
 
+    def check_data(self) -> None:
+        """Before the first step: every shard of --train-data and --val-data against the model (kind, feature
+        sizes, a sampled record's labels and their range; :func:`~videopool.data.preflight.check_shards`), so a
+        wrong --val-data fails in seconds rather than after an epoch. Sets the decode schema of both."""
+        c = self.config
+        self.bad_records = BadRecordLog(self.run_dir, self.ctx.rank, fresh=self.state.step == 0)
+        self.data_schemas = {}
+        for data, patterns, what in (("train", c.train_data, "--train-data"), ("val", c.val_data, "--val-data")):
+            if not patterns:
+                continue
+            check = check_shards(expand_patterns(patterns, what), features=self.model.config.modalities,
+                                 num_classes=self.num_classes, on_error=c.on_bad_record, what=what,
+                                 reads_with=lambda found: override_for_features(c, self.num_classes, found))
+            for error in check.bad_records:
+                self.bad_records.add(data, error, self.state.epoch, self.state.step)
+            if check.checked_records and not check.labelled_records:
+                use = "; a test set has none: use `videopool predict` on it" if data == "val" else ""
+                raise ValueError(f"{what}: no video has labels (checked the first video of each of its "
+                                 f"{len(check.files)} file(s)); {data == 'val' and 'validation' or 'training'} "
+                                 f"needs labelled videos{use}")
+            self.data_schemas[data] = check.schema
+
+    def _bad_data_options(self, data: str) -> dict[str, Any]:
+        """The bad-record arguments of the loaders of ``data`` ("train" or "val")."""
+        c = self.config
+        if not hasattr(self, "bad_records"):
+            self.check_data()
+
+        def listed(error) -> None:
+            self.bad_records.add(data, error, self.state.epoch, self.state.step)
+
+        return {"on_bad_record": c.on_bad_record, "max_bad_records": c.max_bad_records, "on_skip": listed,
+                "bad_record_log": self.bad_records.path, "features": self.model.config.modalities,
+                "schema": self.data_schemas.get(data)}
+
     def train_loader(self, epoch: int):
         c = self.config
         loader = make_loader(c.train_data, num_classes=self.num_classes, batch_size=c.batch_size,
                              strategy=c.frame_selection, num_frames=c.num_frames, shuffle=True,
                              seed=c.seed, epoch=epoch, workers=self.workers, rank=self.ctx.rank,
-                             world_size=self.ctx.world_size, device=self.device, what="--train-data")
+                             world_size=self.ctx.world_size, device=self.device, what="--train-data",
+                             **self._bad_data_options("train"))
         set_loader_epoch(loader, epoch)
         return loader
 
@@ -336,7 +375,7 @@ class Trainer:
         loader = make_loader(c.val_data, num_classes=self.num_classes, batch_size=c.eval_batch_size or c.batch_size,
                              strategy=c.eval_sampling, num_frames=num_frames, shuffle=False, seed=c.seed,
                              workers=self.workers, rank=self.ctx.rank, world_size=self.ctx.world_size,
-                             device=self.device, what="--val-data")
+                             device=self.device, what="--val-data", **self._bad_data_options("val"))
         return evaluate(self.model, loader, device=self.device, precision=self.precision, loss=c.loss, ctx=self.ctx,
                         num_frames=num_frames)
 
@@ -409,6 +448,7 @@ class Trainer:
         c = self.config
         if c.max_steps is None and c.epochs is None:
             raise ValueError("give --max-steps or --epochs (or both) so training knows when to stop")
+        self.check_data()  # every shard, before the first step (and before a pending validation)
         if self.state.pending_validation:  # resumed from a checkpoint whose validation had not finished
             with self._disk_full_note():
                 self.finish_validation()
@@ -420,6 +460,8 @@ class Trainer:
         try:
             while c.epochs is None or self.state.epoch < c.epochs:
                 more = self.train_one_epoch(self.state.epoch, progress)
+                if self.state.step == 0:
+                    raise ValueError(self._no_steps_message())
                 if not more:
                     break
                 if progress is not None and c.epochs is not None and self.state.epoch == 0:
@@ -433,12 +475,24 @@ class Trainer:
                     self.validate_and_save()
             if self.last_validated_step != self.state.step:
                 self.validate_and_save()
+            bad = self.bad_records.summary()
+            if bad["count"]:  # the end-of-run summary of the skipped records (each one is in bad_records.jsonl)
+                self.logger.log("bad_records", self.state.step, {
+                    "count": bad["count"], "train": bad["train"], "val": bad["val"],
+                    **{f"kind_{kind}": n for kind, n in bad["by_kind"].items()}})
         finally:
             if progress is not None:
                 progress.close()
             self.logger.close()
         return {"step": self.state.step, "examples_seen": self.state.examples_seen,
-                "epoch": self.state.epoch, "metrics": self.last_metrics, "run_dir": self.run_dir}
+                "epoch": self.state.epoch, "metrics": self.last_metrics, "run_dir": self.run_dir,
+                "bad_records": bad}
+
+    def _no_steps_message(self) -> str:
+        bad = self.bad_records.summary()
+        skipped = f"; {bad['train']} bad record(s) skipped, listed in {bad['path']}" if bad["train"] else ""
+        return (f"--train-data {' '.join(self.config.train_data)} holds no video to train on{skipped}: training "
+                "would run 0 steps and save an untrained model")
 
 
     def close(self) -> None:
