@@ -93,11 +93,11 @@ class TransformerEncoder(nn.Module):
     ``output_size=C`` gives the similarity encoder of §3.2 (``TransformerEncoderMod``): the final layer maps to
     ``C`` and has no residual, ``y = BN(ReLU(BN(ReLU(y₁ W₁ + b₁)) W₂ + b₂))`` with ``W₂ [4F, C]``.
     The attention is :class:`MaskedMultiHeadAttention` (``attention_batch_norm``). Padded rows of the output
-    are finite but meaningless; the caller drops them.
+    are finite but meaningless; the caller drops them. ``ffn_size`` replaces the FFN width ``4F`` (small models).
     """
 
     def __init__(self, size: int, num_heads: int, output_size: int | None = None, layout: str = "paper",
-                 attention_batch_norm: bool = True, dropout: float = 0.0) -> None:
+                 attention_batch_norm: bool = True, dropout: float = 0.0, ffn_size: int | None = None) -> None:
         super().__init__()
         if layout not in ENCODER_LAYOUTS:
             raise ValueError(f"encoder layout must be one of {list(ENCODER_LAYOUTS)}, got {layout!r}")
@@ -107,10 +107,11 @@ class TransformerEncoder(nn.Module):
         self.attention = MaskedMultiHeadAttention(size, num_heads, attention_batch_norm)
         self.dropout = nn.Dropout(dropout)
         self.attention_norm = nn.LayerNorm(size, eps=1e-6)
-        self.ffn_in = _dense(size, 4 * size)
-        self.ffn_out = _dense(4 * size, output_size or size)
+        inner = 4 * size if ffn_size is None else ffn_size
+        self.ffn_in = _dense(size, inner)
+        self.ffn_out = _dense(inner, output_size or size)
         if output_size is not None:
-            self.ffn_in_bn, self.ffn_out_bn = MaskedBatchNorm1d(4 * size), MaskedBatchNorm1d(output_size)
+            self.ffn_in_bn, self.ffn_out_bn = MaskedBatchNorm1d(inner), MaskedBatchNorm1d(output_size)
         else:
             self.ffn_norm = nn.LayerNorm(size, eps=1e-6)
             self.output_norm = nn.LayerNorm(size, eps=1e-6) if layout == "released" else None
@@ -138,7 +139,7 @@ class TransformerNetVLAD(SoftAssignmentPooling):
         v = flatten(f₂(V))                          [B, K·D]    cluster-major: index k·D + d
 
     Without ``cluster_encoder`` the output is the NetVLAD vector itself (feature-major ``d·K + k``).
-    ``encoder``/``attention_batch_norm``/``dropout``/``num_heads`` configure both encoders
+    ``encoder``/``attention_batch_norm``/``dropout``/``num_heads``/``ffn_size`` configure both encoders
     (:class:`TransformerEncoder`; the paper's encoder by default). The released ``NetVladV1`` does not run
     (spec §4.11): it gives NetVLAD a scope argument it does not take and gets a flat vector back, not tokens.
     Parameters: NetVLAD's ``2·D·K + 2·K`` plus per encoder ``12·D² + 6·D + 4·D`` (two LayerNorms; ``+2·D``
@@ -148,10 +149,10 @@ class TransformerNetVLAD(SoftAssignmentPooling):
 
     def __init__(self, feature_size: int, cluster_size: int, add_batch_norm: bool = True, num_heads: int = 8,
                  frame_encoder: bool = False, cluster_encoder: bool = True, encoder: str = "paper",
-                 attention_batch_norm: bool = True, dropout: float = 0.0) -> None:
+                 attention_batch_norm: bool = True, dropout: float = 0.0, ffn_size: int | None = None) -> None:
         super().__init__(feature_size, cluster_size, add_batch_norm)
         self.cluster_weights2 = nn.Parameter(torch.randn(1, feature_size, cluster_size) / math.sqrt(feature_size))
-        settings = dict(layout=encoder, attention_batch_norm=attention_batch_norm, dropout=dropout)
+        settings = dict(layout=encoder, attention_batch_norm=attention_batch_norm, dropout=dropout, ffn_size=ffn_size)
         self.frame_encoder = TransformerEncoder(feature_size, num_heads, **settings) if frame_encoder else None
         self.cluster_encoder = TransformerEncoder(feature_size, num_heads, **settings) if cluster_encoder else None
         self.accepts_frame_affine = not frame_encoder  # the frame encoder needs the mapped frames themselves
@@ -181,7 +182,8 @@ class AttentionNetVLAD(FramePooling):
         v = L2(flatten(intra-L2(R)))                [B, D·K]    feature-major d·K + k
 
     ``g₁`` is :class:`TransformerEncoder` (``encoder`` layout), ``g₂`` its similarity form (``output_size=K``);
-    both have the attention batch norm (``attention_batch_norm``) and ``dropout`` after the attention.
+    both have the attention batch norm (``attention_batch_norm``), ``dropout`` after the attention and the FFN
+    width ``ffn_size`` (default 4D).
     ``C = cluster_weights2 [1, D, K]`` ~ N(0, 1/D). The released ``NetVladAttenCluster`` (one encoder, g₂ only:
     ``frame_encoder=False``) has two bugs fixed here (spec §4.12): it multiplies ``a [B, N, K, 1]`` with the
     residuals ``[B, N, D, K]``, which broadcasts only when D = K (here the sum runs over frames per cluster,
@@ -190,13 +192,14 @@ class AttentionNetVLAD(FramePooling):
     """
 
     def __init__(self, feature_size: int, cluster_size: int, num_heads: int = 8, frame_encoder: bool = True,
-                 encoder: str = "paper", attention_batch_norm: bool = True, dropout: float = 0.1) -> None:
+                 encoder: str = "paper", attention_batch_norm: bool = True, dropout: float = 0.1,
+                 ffn_size: int | None = None) -> None:
         super().__init__()
         if feature_size < 1 or cluster_size < 1:
             raise ValueError(f"feature_size and cluster_size must be positive, got {feature_size}, {cluster_size}")
         self.feature_size, self.cluster_size = feature_size, cluster_size
         self.output_size = feature_size * cluster_size
-        settings = dict(attention_batch_norm=attention_batch_norm, dropout=dropout)
+        settings = dict(attention_batch_norm=attention_batch_norm, dropout=dropout, ffn_size=ffn_size)
         self.frame_encoder = (TransformerEncoder(feature_size, num_heads, layout=encoder, **settings)
                               if frame_encoder else None)
         self.similarity_encoder = TransformerEncoder(feature_size, num_heads, output_size=cluster_size, **settings)
