@@ -35,11 +35,37 @@ def cpu_has_amx_bf16() -> bool:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` (CUDA when this torch sees a GPU, else the CPU), or the named device, checked to exist here.
+
+    Raises :class:`~videopool.core.errors.UserError` for a string torch does not read as a device, for a device
+    this torch build or machine does not have (``cuda`` on a CPU-only torch), and for a GPU index out of range."""
     import torch
+
+    from videopool.core.errors import UserError
 
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise UserError(f"--device {device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cpu":
+        return resolved
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            why = ("this torch build has no CUDA support" if torch.version.cuda is None
+                   else "torch sees no CUDA GPU on this machine")
+            raise UserError(f"--device {device!r}: {why} (torch {torch.__version__}); use --device cpu or auto")
+        count = torch.cuda.device_count()
+        if resolved.index is not None and resolved.index >= count:
+            raise UserError(f"--device {device!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+        return resolved
+    backend = getattr(torch, resolved.type, None)  # torch.mps, torch.xpu, ...
+    available = getattr(backend, "is_available", None)
+    if available is None or not available():
+        raise UserError(f"--device {device!r}: no {resolved.type} device is available to this torch; "
+                        "use --device cpu or auto")
+    return resolved
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
@@ -47,7 +73,9 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     import torch
 
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        from videopool.core.errors import UserError
+
+        raise UserError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
     if device.type == "cuda":

@@ -11,8 +11,10 @@ import typing
 from dataclasses import fields, is_dataclass
 from typing import Any, Mapping
 
+from videopool.core.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A configuration is malformed: unknown key, wrong type, or an invalid value."""
 
 

@@ -12,8 +12,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
+from videopool.core.errors import UserError
+
 VOCABULARY_COLUMNS = ("Index", "TrainVideoCount", "KnowledgeGraphId", "Name", "WikiUrl",
                       "Vertical1", "Vertical2", "Vertical3", "WikiDescription")
+
+# A vocabulary's largest index sets the model's class count V; an index this large is a wrong column or a corrupt
+# file, not a label space (YouTube-8M has 3,862 classes; a logistic head of 10^6 classes over 1,024 features is
+# already 4 GB of weights).
+MAX_CLASSES = 1_000_000
 
 
 @dataclass
@@ -46,30 +53,76 @@ class Vocabulary:
 
 
 def read_vocabulary(path: str | os.PathLike) -> Vocabulary:
-    """Read a vocabulary CSV with a header row holding at least ``Index`` and ``Name``."""
+    """Read a vocabulary CSV with a header row holding at least ``Index`` and ``Name``.
+
+    The file is UTF-8 text (a UTF-8 byte-order mark, as spreadsheet programs write, is skipped). Everything else is
+    a :class:`~videopool.core.errors.UserError` naming the file (and the line): a missing or directory path
+    (:class:`FileNotFoundError` for a missing one), a binary file or another encoding, a header without ``Index``
+    or ``Name``, an index that is not a non-negative integer, appears twice, or is at least :data:`MAX_CLASSES`
+    (a model with that many classes would not fit in memory).
+    """
     path = os.fspath(path)
     names: dict[int, str] = {}
     rows: dict[int, dict[str, str]] = {}
-    with open(path, newline="", encoding="utf-8") as file:
-        reader = csv.DictReader(file)
-        header = [column.strip() for column in reader.fieldnames or []]
-        missing = {"Index", "Name"} - set(header)
-        if missing:
-            raise ValueError(f"{path}: vocabulary header must contain 'Index' and 'Name'; missing "
-                             f"{sorted(missing)} (header: {header})")
-        reader.fieldnames = header
-        for line, row in enumerate(reader, start=2):
-            try:
-                index = int(row["Index"])
-            except (TypeError, ValueError):
-                raise ValueError(f"{path}, line {line}: Index {row['Index']!r} is not an integer") from None
-            if index < 0:
-                raise ValueError(f"{path}, line {line}: negative class index {index}")
-            if index in names:
-                raise ValueError(f"{path}, line {line}: class index {index} appears twice")
-            names[index] = (row["Name"] or "").strip()
-            rows[index] = {key: value for key, value in row.items() if key is not None}
+    _check_text_file(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.DictReader(file)
+            header = [column.strip() for column in reader.fieldnames or []]
+            missing = {"Index", "Name"} - set(header)
+            if missing:
+                raise UserError(f"{path}: vocabulary header must contain 'Index' and 'Name'; missing "
+                                f"{sorted(missing)} (header: {header[:12]})")
+            reader.fieldnames = header
+            for row in reader:
+                index, name, values = _parse_row(path, reader.line_num, row)
+                if index in names:
+                    raise UserError(f"{path}, line {reader.line_num}: class index {index} appears twice")
+                names[index], rows[index] = name, values
+    except UnicodeDecodeError as err:
+        raise UserError(f"{path}: the vocabulary is not UTF-8 text (byte 0x{err.object[err.start]:02x} is not "
+                        "UTF-8); save it as UTF-8 CSV") from None
+    except csv.Error as err:
+        raise UserError(f"{path}: not a readable CSV file ({err}); save the vocabulary as UTF-8 CSV") from None
     return Vocabulary(names, rows)
+
+
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+         (b"\xfe\xff", "UTF-16"))
+
+
+def _check_text_file(path: str) -> None:
+    """A missing path, a directory, another encoding's byte-order mark or a binary file, each named."""
+    if os.path.isdir(path):
+        raise UserError(f"vocabulary {path!r} is a directory; give its vocabulary.csv")
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"vocabulary file {path!r} does not exist") from None
+    except OSError as err:
+        raise UserError(f"cannot read vocabulary {path!r}: {err.strerror or err}") from None
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            raise UserError(f"{path}: the vocabulary is {encoding} text (it starts with a {encoding} byte-order "
+                            "mark); save it as UTF-8 CSV")
+    if b"\x00" in head:
+        raise UserError(f"{path}: the vocabulary is a binary file (it holds NUL bytes), not a CSV text file; "
+                        "did you pass a TFRecord shard? Give the vocabulary.csv")
+
+
+def _parse_row(path: str, line: int, row: dict) -> tuple[int, str, dict[str, str]]:
+    text = row["Index"]
+    try:
+        index = int(text)
+    except (TypeError, ValueError):
+        raise UserError(f"{path}, line {line}: Index {text!r} is not an integer") from None
+    if index < 0:
+        raise UserError(f"{path}, line {line}: negative class index {index}")
+    if index >= MAX_CLASSES:
+        raise UserError(f"{path}, line {line}: class index {index} would make a model of {index + 1:,} classes; "
+                        f"indices must be below {MAX_CLASSES:,} (is Index the class id column?)")
+    return index, (row["Name"] or "").strip(), {key: value for key, value in row.items() if key is not None}
 
 
 def write_vocabulary(path: str | os.PathLike, rows: Iterable[Mapping[str, object]] | Mapping[int, str]) -> int:
