@@ -26,7 +26,7 @@ from videopool.layers.hidden import HiddenLayer
 from videopool.layers.masking import zero_padding
 from videopool.layers.modality import ModalityPooling
 from videopool.layers.registry import create_pooling
-from videopool.models.config import ModelConfig
+from videopool.models.config import ModelConfig, SettingsError
 
 
 class VideoClassifier(nn.Module):
@@ -116,7 +116,9 @@ class VideoClassifier(nn.Module):
             return create_pooling(settings["type"], feature_size=feature_size, **kwargs, **settings["options"])
         except TypeError as err:
             given = kwargs | settings["options"]
-            raise TypeError(f"pooling {settings['type']!r} for {name!r} rejected its settings {given}: {err}") from err
+            raise SettingsError(
+                f"pooling {settings['type']!r} for {name!r} rejected its settings {given}: {err}"
+            ) from err
 
     def _hidden_init_std(self) -> float | None:
         if self.config.hidden.init == "xavier":

@@ -14,10 +14,12 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping
 
 from videopool.core.schema import ConfigError, check_choice, closest_hint, parse_dataclass
+from videopool.data.vocabulary import MAX_CLASSES
 from videopool.layers.activations import ACTIVATIONS
 from videopool.layers.fusion import FUSION_STAGES, FUSIONS, MFB_NORMALIZATIONS
 from videopool.layers.gating import GATINGS
 from videopool.layers.heads import HEADS
+from videopool.layers.registry import list_poolings
 
 __all__ = [
     "HIDDEN_INITS", "ClassifierConfig", "ConfigError", "FusionConfig", "GatingConfig", "HiddenConfig",
@@ -25,6 +27,24 @@ __all__ = [
 ]  # fmt: skip
 
 HIDDEN_INITS = ("xavier", "willow")  # implemented by VideoClassifier._hidden_init_std (videopool.models.classifier)
+
+
+class SettingsError(ConfigError, TypeError):
+    """A layer rejected the settings its configuration gives it (an option it does not take, a value of the wrong
+    type): a mistake in the configuration, found when the model is built. A ``TypeError`` too, as before."""
+
+
+def _check_size(path: str, value: Any, optional: bool = True) -> None:
+    """``value`` is a positive integer (or None when ``optional``)."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{path} must be a positive integer{' or null' if optional else ''}, got {value!r}")
+
+
+def _check_fraction(path: str, value: float) -> None:
+    if not 0 <= value < 1:  # NaN fails too
+        raise ConfigError(f"{path} must be in [0, 1), got {value!r}")
 
 
 @dataclass
@@ -64,6 +84,9 @@ class PoolingConfig:
         for modality, divisor in self.cluster_size_divisor.items():
             if divisor < 1:
                 raise ConfigError(f"pooling.cluster_size_divisor.{modality} must be >= 1, got {divisor}")
+        _check_layer_settings("pooling", {key: getattr(self, key) for key in self.LAYER_KEYS})
+        for modality, overrides in self.per_modality.items():
+            _check_layer_settings(f"pooling.per_modality.{modality}", overrides)
 
     def for_modality(self, modality: str) -> dict[str, Any]:
         """The layer settings of one modality: divisor applied first, explicit overrides last."""
@@ -76,6 +99,22 @@ class PoolingConfig:
         settings["options"].update(overrides.pop("options", None) or {})
         settings.update(overrides)
         return settings
+
+
+def _check_layer_settings(prefix: str, settings: Mapping[str, Any]) -> None:
+    """The pooling keys of ``settings`` (all of them, or one modality's overrides): a registered type, positive
+    sizes, a boolean ``add_batch_norm`` and a mapping of ``options``."""
+    if "type" in settings:
+        if not isinstance(settings["type"], str):
+            raise ConfigError(f"{prefix}.type must be a pooling name, got {settings['type']!r}")
+        check_choice(f"{prefix}.type", settings["type"], list_poolings())
+    for key in ("cluster_size", "hidden_size", "num_layers"):
+        if key in settings:
+            _check_size(f"{prefix}.{key}", settings[key])
+    if settings.get("add_batch_norm") is not None and not isinstance(settings["add_batch_norm"], bool):
+        raise ConfigError(f"{prefix}.add_batch_norm must be true, false or null, got {settings['add_batch_norm']!r}")
+    if "options" in settings and not isinstance(settings["options"] or {}, Mapping):
+        raise ConfigError(f"{prefix}.options must be a mapping of layer arguments, got {settings['options']!r}")
 
 
 @dataclass
@@ -104,6 +143,10 @@ class FusionConfig:
             raise ConfigError(
                 f"fusion.stage 'early' concatenates frames, so fusion.type must be 'concat', not {self.type!r}"
             )
+        _check_size("fusion.factor", self.factor, optional=False)
+        _check_size("fusion.output_size", self.output_size, optional=False)
+        _check_size("fusion.projection_size", self.projection_size)
+        _check_fraction("fusion.dropout", self.dropout)
 
 
 @dataclass
@@ -123,6 +166,8 @@ class HiddenConfig:
     def __post_init__(self) -> None:
         check_choice("hidden.activation", self.activation, ACTIVATIONS)
         check_choice("hidden.init", self.init, HIDDEN_INITS)
+        _check_size("hidden.size", self.size)
+        _check_fraction("hidden.dropout", self.dropout)
 
 
 @dataclass
@@ -154,6 +199,9 @@ class ClassifierConfig:
 
     def __post_init__(self) -> None:
         check_choice("classifier.type", self.type, HEADS)
+        _check_size("classifier.num_mixtures", self.num_mixtures, optional=False)
+        if not self.l2_penalty >= 0:
+            raise ConfigError(f"classifier.l2_penalty must be >= 0, got {self.l2_penalty!r}")
 
 
 @dataclass
@@ -206,6 +254,16 @@ class ModelConfig:
             raise ConfigError("modalities must name at least one feature, e.g. {rgb: 1024, audio: 128}")
         if self.num_classes < 1:
             raise ConfigError(f"num_classes must be positive, got {self.num_classes}")
+        if self.num_classes > MAX_CLASSES:
+            raise ConfigError(f"num_classes {self.num_classes:,} is more than {MAX_CLASSES:,}: the classifier would "
+                              "not fit in memory (is it the right --num-classes or vocabulary?)")
+        for modality, size in self.modalities.items():
+            if not modality:
+                raise ConfigError("modalities has an empty feature name")
+            _check_size(f"modalities.{modality}", size, optional=False)
+        if self.hidden.init == "willow" and self.pooling.cluster_size is None:
+            raise ConfigError("hidden.init 'willow' draws N(0, 1/K) from pooling.cluster_size, which is not set: "
+                              "set pooling.cluster_size or use hidden.init xavier")
         for section, mapping in (
             ("pooling.cluster_size_divisor", self.pooling.cluster_size_divisor),
             ("pooling.per_modality", self.pooling.per_modality),
