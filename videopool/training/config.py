@@ -12,6 +12,7 @@ The resolved config is written to ``RUN/config.yaml`` and into every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -91,6 +92,35 @@ class TrainConfig:
             check_max_bad_records(self.max_bad_records)
         except ValueError as err:
             raise ConfigError(str(err)) from None
+        self._check_numbers()
+
+    def _check_numbers(self) -> None:
+        """The numeric fields' ranges, checked here so that a bad value is an error naming its key before any
+        data is read, instead of torch's message at the first step (``Invalid learning rate``) or a silent
+        misbehaviour (a negative ``eval_every``)."""
+        if not 0 < self.learning_rate < math.inf:
+            raise ConfigError(f"learning_rate must be a positive number, got {self.learning_rate!r}")
+        if not 0 < self.lr_decay <= 1:
+            raise ConfigError(f"lr_decay must be in (0, 1] (1 = no decay), got {self.lr_decay!r}")
+        if not 0 < self.clip_gradient_norm < math.inf:
+            raise ConfigError(f"clip_gradient_norm must be a positive number (clip_mode none turns clipping off), "
+                              f"got {self.clip_gradient_norm!r}")
+        if not 0 <= self.regularization_penalty < math.inf:
+            raise ConfigError(f"regularization_penalty must be >= 0, got {self.regularization_penalty!r}")
+        for index, beta in enumerate(self.adam_betas):
+            if not 0 <= beta < 1:
+                raise ConfigError(f"adam_betas[{index}] must be in [0, 1), got {beta!r}")
+        if not 0 < self.adam_epsilon < math.inf:
+            raise ConfigError(f"adam_epsilon must be a positive number, got {self.adam_epsilon!r}")
+        minimum = {"lr_decay_examples": 1, "log_every": 1, "eval_batch_size": 1, "num_classes": 1, "eval_every": 0,
+                   "checkpoint_every": 0, "keep_checkpoints": 0, "bn_recompute_batches": 0,
+                   "bf16_master_min_numel": 0, "workers": 0, "seed": 0}
+        for name, least in minimum.items():
+            value = getattr(self, name)
+            if value is not None and value < least:
+                meaning = {"eval_every": " (0 = at the end of each epoch)", "checkpoint_every": " (0 = never)",
+                           "keep_checkpoints": " (0 = keep all)"}.get(name, "")
+                raise ConfigError(f"{name} must be >= {least}{meaning}, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -119,12 +149,19 @@ def parse_value(text: str) -> Any:
 
 
 def parse_set_arguments(items: Iterable[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` → ``{key: YAML value}``; a :class:`ConfigError` naming the item when it has no
+    ``=``, no key, or a value that is not YAML (the values' types are checked by the strict parser next)."""
     out = {}
     for item in items:
-        if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
-        key, text = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = parse_value(text)
+        key, equals, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not equals or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r} (e.g. --set learning_rate=0.001)")
+        try:
+            out[key] = parse_value(text)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not a YAML value ({_yaml_problem(err)}); quote a "
+                              "string, write a list as [a, b] and a mapping as {key: value}") from None
     return out
 
 
@@ -134,9 +171,24 @@ def load_yaml_config(path: str) -> dict[str, Any]:
             data = yaml.safe_load(f) or {}
     except FileNotFoundError:
         raise FileNotFoundError(f"config file {path!r} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path!r} is a directory; give a YAML file") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path!r}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path!r} is not UTF-8 text; give a YAML file") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path!r} is not valid YAML: {_yaml_problem(err)}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path!r} must hold a mapping of keys to values")
     return data
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's several-line message as one line: the problem and where (line and column are 1-based)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def resolve_train_config(model: str, layers: Sequence[tuple[str, Mapping[str, Any]]]) -> TrainConfig:
