@@ -21,8 +21,9 @@ from videopool.models import (
     count_parameters,
     create_model,
     distillation_loss,
-    get_recipe,
     get_named_config,
+    get_recipe,
+    model_from_config_dict,
 )
 
 NAME = "mix_nextvlad_3x_k112_g8"
@@ -211,6 +212,10 @@ def test_mixture_config_is_validated():
     assert type(create_model(f"{NAME}_small", **{"mixture.branches": 1})) is VideoClassifier
     config = create_model(f"{NAME}_small", **{"mixture.branches": 2}).config
     assert ModelConfig.from_dict(config.to_dict()) == config and config.mixture.branches == 2
+    # checkpoints written before the mixture section existed hold no 'mixture' key: they rebuild plain models
+    older = {key: value for key, value in create_model("nextvlad_k128_g8_small").config.to_dict().items()
+             if key != "mixture"}
+    assert type(model_from_config_dict(older, device="meta")) is VideoClassifier
 
 
 def test_logistic_logits_and_their_limits():

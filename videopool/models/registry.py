@@ -232,7 +232,8 @@ def create_model(
         return kind(config)
 
 
-def model_from_config_dict(data: Mapping[str, Any], device: torch.device | str | None = None) -> VideoClassifier | MixtureClassifier:
+def model_from_config_dict(data: Mapping[str, Any],
+                           device: torch.device | str | None = None) -> VideoClassifier | MixtureClassifier:
     """Rebuild the model a checkpoint describes from its stored ``config.to_dict()``."""
     return create_model(ModelConfig.from_dict(data, "checkpoint model config"), device=device)
 
