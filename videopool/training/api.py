@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from videopool.core.errors import UserError
 from videopool.training.config import TrainConfig, load_yaml_config, resolve_train_config
 
 
@@ -26,6 +27,7 @@ def build_config(
     from videopool.models import get_recipe, resolve_config
 
     command_line = ("command line", {**overrides, "out": out})
+    _check_run_directory(out)
     if resume:
         saved_path = os.path.join(out, "config.yaml")
         if not os.path.isfile(saved_path):
@@ -34,22 +36,22 @@ def build_config(
         saved.pop("resolved", None)
         saved_model = saved.pop("model")
         if model and model != saved_model:
-            raise ValueError(f"--model {model!r} differs from the run's model {saved_model!r} in {saved_path}")
+            raise UserError(f"--model {model!r} differs from the run's model {saved_model!r} in {saved_path}")
         config = resolve_train_config(saved_model, [(saved_path, saved), command_line])
     else:
         from videopool.training.resume import has_checkpoint
 
         if has_checkpoint(out):  # even a run killed during its first checkpoint: --resume continues it
-            raise ValueError(
+            raise UserError(
                 f"{out!r} already holds a training run; pass --resume to continue it, or choose another --out"
             )
         file_values = load_yaml_config(config_file) if config_file else {}
         model = model or file_values.pop("model", None)
         file_values.pop("model", None)
         if not model:
-            raise ValueError("no model given: pass --model NAME (see `videopool models`) or put `model:` in --config")
+            raise UserError("no model given: pass --model NAME (see `videopool models`) or put `model:` in --config")
         if not isinstance(model, str):
-            raise ValueError(f"--config {config_file}: model must be a model name (see `videopool models`), "
+            raise UserError(f"--config {config_file}: model must be a model name (see `videopool models`), "
                              f"got {model!r}")
         recipe_source = f"recipe of {model!r}"
         recipe = dict(get_recipe(model))
@@ -57,7 +59,22 @@ def build_config(
         layers = [(recipe_source, recipe), (f"--config {config_file}", file_values), command_line]
         config = resolve_train_config(model, layers)
     resolve_config(config.model, num_classes=config.num_classes, **config.model_overrides)
+    from videopool.core.precision import resolve_device
+
+    resolve_device(config.device)  # --device cuda on a CPU-only torch is an error now, not at the first step
     return config
+
+
+def _check_run_directory(out: str) -> None:
+    """``--out`` must name a directory, new or existing; a UserError for a file or a path through a file."""
+    if not out:
+        raise UserError("no --out given: pass the run directory, e.g. --out runs/my-run")
+    path = os.path.abspath(out)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        which = "is an existing file" if path == os.path.abspath(out) else f"is inside {path!r}, which is a file"
+        raise UserError(f"--out {out!r} {which}; the run directory must be a new or existing directory")
 
 
 def num_classes_for(config: TrainConfig) -> int:
@@ -68,11 +85,11 @@ def num_classes_for(config: TrainConfig) -> int:
 
         from_vocabulary = read_vocabulary(config.vocabulary).num_classes  # max id + 1
     if config.num_classes is not None and from_vocabulary is not None and config.num_classes != from_vocabulary:
-        raise ValueError(f"--num-classes {config.num_classes} disagrees with {config.vocabulary!r}, "
+        raise UserError(f"--num-classes {config.num_classes} disagrees with {config.vocabulary!r}, "
                          f"whose class ids need V = {from_vocabulary}")
     value = config.num_classes if config.num_classes is not None else from_vocabulary
     if value is None:
-        raise ValueError("give --num-classes V or --vocabulary vocabulary.csv")
+        raise UserError("give --num-classes V or --vocabulary vocabulary.csv")
     return int(value)
 
 
