@@ -20,7 +20,9 @@ at every tenth of the stream. Then two exact checks:
   equal (the difference is printed; it is 0 when the two orders agree), Hit@1 and PERR within 1e-12;
 * **one shot, smaller N**: on the first ``--full-check-videos`` videos, where the dense matrix fits in memory,
   the one-shot functions (``gap_at_k``, ``mean_average_precision``, ``hit_at_one``, ``perr``) on the
-  concatenated matrix equal the streaming evaluator's results exactly.
+  concatenated matrix: GAP, mAP and every per-class AP equal the streaming evaluator's exactly; Hit@1 and PERR
+  within 1e-12 (the evaluator sums them batch by batch, the one-shot functions take one mean: at 20,000
+  videos PERR differs by 3.3e-16).
 
 **train** writes ``--shards`` small demo shards (``videopool.demo.make_demo_data``, ``--videos-per-shard``
 each) into a temporary directory and trains a tiny gated NetVLAD on all of them for ``--steps`` steps
@@ -294,8 +296,7 @@ def run_eval(args) -> int:
         print(f"one-shot functions on the dense matrix of the first {args.full_check_videos:,} videos ...", flush=True)
         result = _in_fresh_process(one_shot_check, args.full_check_videos, args.classes, args.batch, args.seed,
                                    args.top_k)
-        check = compare(result["streamed"], result["one_shot"], exact=("gap", "map", "map_all_classes", "per_class_ap",
-                                                                       "hit_at_1", "perr"), close=())
+        check = compare(result["streamed"], result["one_shot"])
         print("  max |streamed - one shot| " + ", ".join(f"{k} {v:.3g}" for k, v in check["max_abs_diff"].items())
               + f" -> {'EQUAL' if check['ok'] else 'DIFFERENT'}")
         status |= 0 if check["ok"] else 1

@@ -2,7 +2,8 @@
 
 The streaming evaluator over a synthetic stream generated batch by batch equals (a) an independent numpy
 computation done chunk by chunk over the same batches and (b) the one-shot metric functions on the dense
-matrix, exactly, while storing only top-k entries per video."""
+matrix (GAP, mAP, per-class AP bit for bit; Hit@1 and PERR to 1e-12, summation order), while storing only
+top-k entries per video."""
 
 import numpy as np
 import pytest
@@ -27,8 +28,7 @@ def test_streaming_evaluator_equals_the_chunked_reference(streamed):
 
 def test_streaming_evaluator_equals_the_one_shot_functions():
     result = bench_load.one_shot_check(2000, CLASSES, BATCH, seed=2)
-    check = bench_load.compare(result["streamed"], result["one_shot"],
-                               exact=("gap", "map", "map_all_classes", "per_class_ap", "hit_at_1", "perr"), close=())
+    check = bench_load.compare(result["streamed"], result["one_shot"])  # Hit@1, PERR: summation order, 1e-12
     assert check["ok"], check
 
 

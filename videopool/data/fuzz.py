@@ -29,7 +29,7 @@ Outcomes: **parsed**, or a :class:`~videopool.data.RecordError` (counted by kind
 outside :data:`~videopool.data.errors.KINDS`, or, from a file, without its path, record index and byte
 offset; the fast path and the general parse disagreeing (one parses, the other fails, or they decode
 different videos); the memory-mapped, block and pipe readers, ``index_records`` / ``read_record_at``
-and the two error modes disagreeing; an input taking more than ``--time-limit`` seconds (a hang); a
+and the two error modes disagreeing; an input taking more than ``--time-limit`` seconds of CPU time (a hang); a
 ``MemoryError`` under the address-space ceiling (``--memory-limit-mb`` above the start-up size, set
 with ``RLIMIT_AS``: a decoder that allocates a declared size before checking it against the bytes left
 hits it), or the peak resident memory jumping by more than ``--rss-jump-mb`` on one input. The command
@@ -410,19 +410,27 @@ def _outcome(call):
         return "error", error
 
 
+def _bits(array: np.ndarray) -> bytes:
+    """The bytes of ``array`` with every NaN made the canonical NaN (protobuf's pure-Python backend reads
+    any NaN as ``math.nan``; a NaN's payload bits carry nothing)."""
+    if array.dtype.kind == "f":
+        array = np.where(np.isnan(array), np.array(np.nan, dtype=array.dtype), array)
+    return array.tobytes()
+
+
 def _same_video(a: Video, b: Video) -> bool:
     if (a.id, a.labels, list(a.features)) != (b.id, b.labels, list(b.features)):
         return False
     for name in a.features:
         x, y = a.features[name], b.features[name]
-        if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
+        if x.dtype != y.dtype or x.shape != y.shape or _bits(x) != _bits(y):
             return False
     if (a.segments is None) != (b.segments is None):
         return False
     if a.segments is not None:
         for key in ("labels", "start_times", "scores", "end_times"):
             x, y = getattr(a.segments, key), getattr(b.segments, key)
-            if (x is None) != (y is None) or (x is not None and np.asarray(x).tobytes() != np.asarray(y).tobytes()):
+            if (x is None) != (y is None) or (x is not None and _bits(np.asarray(x)) != _bits(np.asarray(y))):
                 return False
     return True
 
@@ -716,12 +724,13 @@ def run_fuzz(inputs: int, seed: int = 0, *, corpus: list[str] = (), time_limit: 
     seeds = make_seeds(list(corpus))
     workdir = tempfile.mkdtemp(prefix="videopool-fuzz-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
     old_limit = resource.getrlimit(resource.RLIMIT_AS)
-    old_handler = signal.getsignal(signal.SIGALRM)
+    old_handler = signal.getsignal(signal.SIGPROF)
 
     def on_alarm(signum, frame):
         raise _Hang()
 
-    signal.signal(signal.SIGALRM, on_alarm)
+    # The limit is CPU time of this process (ITIMER_PROF), not wall time: a busy machine is not a hang.
+    signal.signal(signal.SIGPROF, on_alarm)
     # Warm up every code path once before measuring the starting RSS and setting the ceiling.
     for index in range(start, start + min(inputs, warm_up)):
         try:
@@ -739,12 +748,12 @@ def run_fuzz(inputs: int, seed: int = 0, *, corpus: list[str] = (), time_limit: 
     try:
         for index in range(start, start + inputs):
             category = None
-            t0 = time.perf_counter()
-            signal.setitimer(signal.ITIMER_REAL, time_limit)
+            t0 = time.process_time()
+            signal.setitimer(signal.ITIMER_PROF, time_limit)
             try:
                 _one_input(index, seed, seeds, workdir, report.mutations)
             except _Hang:
-                category, message = "hang", f"took more than {time_limit} s"
+                category, message = "hang", f"took more than {time_limit} s of CPU time"
             except Bug as bug:
                 category, message = "wrong outcome", str(bug)
             except MemoryError as error:
@@ -752,8 +761,8 @@ def run_fuzz(inputs: int, seed: int = 0, *, corpus: list[str] = (), time_limit: 
             except Exception as error:  # noqa: BLE001 - anything else is what the fuzzer looks for
                 category, message = "crash", f"{type(error).__name__}: {error}"
             finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            elapsed = time.perf_counter() - t0
+                signal.setitimer(signal.ITIMER_PROF, 0)
+            elapsed = time.process_time() - t0
             if elapsed > report.slowest[0]:
                 report.slowest = (elapsed, index)
             now = _peak_rss_mb()
@@ -771,7 +780,7 @@ def run_fuzz(inputs: int, seed: int = 0, *, corpus: list[str] = (), time_limit: 
                 print(f"  {report.inputs:,} inputs, {time.perf_counter() - begin:.0f} s, peak RSS {now:.0f} MiB, "
                       f"address space {_address_space_mb():.0f} MiB, bugs {len(report.bugs)}", flush=True)
     finally:
-        signal.signal(signal.SIGALRM, old_handler)
+        signal.signal(signal.SIGPROF, old_handler)
         if memory_limit_mb is not None:
             resource.setrlimit(resource.RLIMIT_AS, old_limit)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -790,7 +799,7 @@ def format_report(report: FuzzReport, seed: int) -> str:
              f"peak RSS {report.peak_rss_mb:.0f} MiB (after warm-up {report.start_rss_mb:.0f} MiB; "
              f"address-space ceiling {report.memory_limit_mb:.0f} MiB)" if report.memory_limit_mb else
              f"peak RSS {report.peak_rss_mb:.0f} MiB (after warm-up {report.start_rss_mb:.0f} MiB; no ceiling)",
-             f"slowest input {report.slowest[1]}: {report.slowest[0] * 1e3:.1f} ms", "outcomes:"]
+             f"slowest input {report.slowest[1]}: {report.slowest[0] * 1e3:.1f} ms of CPU time", "outcomes:"]
     lines += [f"  {count:>10,}  {name}" for name, count in sorted(report.outcomes.items())]
     lines.append("mutations applied:")
     lines += [f"  {count:>10,}  {name}" for name, count in sorted(report.mutations.items())]
@@ -807,7 +816,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="run input INDEX alone, printing its bytes and the traceback")
     parser.add_argument("--corpus", action="append", default=[], metavar="GLOB",
                         help="TFRecord files whose records are mutated too (repeatable)")
-    parser.add_argument("--time-limit", type=float, default=5.0, help="seconds per input before it is a hang")
+    parser.add_argument("--time-limit", type=float, default=5.0,
+                        help="CPU seconds per input before it is a hang (default 5)")
     parser.add_argument("--memory-limit-mb", type=float, default=256.0,
                         help="address space allowed above the start-up size (RLIMIT_AS; 0 = no limit)")
     parser.add_argument("--rss-jump-mb", type=float, default=64.0)
