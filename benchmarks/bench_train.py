@@ -60,7 +60,7 @@ def forward_flops_per_video(config, num_frames: int) -> float:
 
     Covers late fusion of per-modality NetVLAD/NetRVLAD/NetFV (the gated-NetVLAD family, the model of the TF2
     side-by-side benchmark) and NeXtVLAD, then the hidden FC, Context Gating or SE gating and the MoE or
-    logistic head with optional output gating.
+    logistic head with optional output gating; a mixture (``mixture.branches``) counts every branch and its gate.
     """
     total = 0.0
     pooled = 0
@@ -88,7 +88,9 @@ def forward_flops_per_video(config, num_frames: int) -> float:
     total += 2 * h * v * ((2 * m + 1) if config.classifier.type == "moe" else 1)
     if config.classifier.prob_gating:
         total += 2 * v * v
-    return total
+    # a mixture runs every branch, plus its gate FC on the mean frame
+    branches = config.mixture.branches
+    return total * branches + (2 * sum(config.modalities.values()) * branches if branches > 1 else 0)
 
 
 def peak_rss_gb() -> float:
