@@ -295,3 +295,17 @@ def test_options_are_checked():
         create_pooling("second_order_netvlad", feature_size=6, cluster_size=2, whitening="pca")
     assert create_pooling("transformer_netvlad", feature_size=6, cluster_size=2, num_heads=2,
                           frame_encoder=False).accepts_frame_affine
+
+
+def test_transformer_netvlad_without_frame_encoder_takes_the_lazy_frame_affine():
+    from videopool.layers import FrameAffine
+
+    layer, _, frames, mask = _build(TransformerNetVLAD, 3, num_heads=2)
+    generator = torch.Generator().manual_seed(3)
+    affine = FrameAffine(frame_scale=torch.rand(*frames.shape[:2], 1, generator=generator, dtype=torch.float64) + 0.5,
+                         feature_scale=torch.rand(DIMS, generator=generator, dtype=torch.float64) + 0.5,
+                         feature_shift=torch.randn(DIMS, generator=generator, dtype=torch.float64))
+    for training in (False, True):
+        layer.train(training)
+        torch.testing.assert_close(layer(frames, mask, affine=affine), layer(affine.apply(frames), mask),
+                                   rtol=1e-9, atol=1e-10)
