@@ -47,7 +47,8 @@ def attention_ref(tokens, params, name, heads, batch_norm, training):
     k = [linear(t, params, f"{name}.key", False) for t in tokens]
     v = [linear(t, params, f"{name}.value", False) for t in tokens]
     depth = len(tokens[0][0]) // heads
-    logits = [[np.array([sum(q[b][i][h * depth + e] * k[b][j][h * depth + e] for e in range(depth)) for h in range(heads)])
+    logits = [[np.array([sum(q[b][i][h * depth + e] * k[b][j][h * depth + e] for e in range(depth))
+                         for h in range(heads)])
                for i in range(len(t)) for j in range(len(t))] for b, t in enumerate(tokens)]
     if batch_norm:  # one channel per head, rows = the real (query, key) pairs of every video
         logits = ref.batch_norm(logits, params, f"{name}.logits_bn", training)
@@ -81,7 +82,8 @@ def encoder_ref(tokens, params, name, heads, layout="paper", similarity=False, b
     out = [linear(rows, params, f"{name}.ffn_out") for rows in inner]
     if layout == "paper":
         return [layer_norm([f + o for f, o in zip(fs, os)], params, f"{name}.ffn_norm") for fs, os in zip(first, out)]
-    second = [layer_norm([f + relu(o) for f, o in zip(fs, os)], params, f"{name}.ffn_norm") for fs, os in zip(first, out)]
+    second = [layer_norm([f + relu(o) for f, o in zip(fs, os)], params, f"{name}.ffn_norm")
+              for fs, os in zip(first, out)]
     return [layer_norm([s + f for s, f in zip(ss, fs)], params, f"{name}.output_norm") for ss, fs in zip(second, first)]
 
 
@@ -89,7 +91,9 @@ def attention_clusters_ref(videos, params, clusters, hidden=False):
     out = []
     for video in videos:
         dims = video.shape[1]
-        rows = [relu(ref.project(x, params["hidden_weights"]) + params["hidden_biases"]) for x in video] if hidden else video
+        rows = video
+        if hidden:
+            rows = [relu(ref.project(x, params["hidden_weights"]) + params["hidden_biases"]) for x in video]
         logits = [ref.project(row, params["attention_weights"]) / math.sqrt(dims) for row in rows]
         pieces = []
         for k in range(clusters):

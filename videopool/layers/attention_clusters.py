@@ -68,7 +68,10 @@ class AttentionClusters(FramePooling):
 
     def attention(self, frames: Tensor, mask: Tensor | None) -> Tensor:
         """Attention weights ``a [B, N, C]``: a softmax over the real frames of every video, 0 on padding."""
-        hidden = frames if self.hidden_weights is None else torch.relu(frames @ self.hidden_weights + self.hidden_biases)
+        hidden = frames
+        if self.hidden_weights is not None:
+            hidden = torch.relu(torch.addmm(self.hidden_biases, frames.flatten(0, 1), self.hidden_weights))
+            hidden = hidden.view(*frames.shape[:2], -1)
         logits = (hidden @ self.attention_weights) * (1.0 / math.sqrt(self.feature_size))
         if mask is None:
             return torch.softmax(logits, dim=1)
