@@ -333,6 +333,33 @@ def test_huge_trusted_length_is_truncated_without_allocating_it(tmp_path, length
     assert peak < limit, f"{reader} allocated {peak} bytes for a {length}-byte declared length"
 
 
+def test_block_reader_sizes_a_record_against_the_bytes_after_it(tmp_path):
+    """A length that fits the file counted from its start but not from the record's own offset is truncated at
+    once (the block reader used to allocate it first), and a small file costs no 8 MiB block."""
+    big = b"\x0a" * (4 << 20)
+    packed = struct.pack("<Q", len(big))  # the second record claims as much again, with a valid CRC
+    data = _write(tmp_path / "a.tfrecord", [big]) + packed + struct.pack("<I", masked_crc32c(packed)) + b"\x00" * 8
+    path = tmp_path / "b.tfrecord"
+    path.write_bytes(data)
+    tracemalloc.start()
+    try:
+        with pytest.raises(RecordError) as info:
+            for record in read_records(path, use_mmap=False):
+                del record
+        big_peak = tracemalloc.get_traced_memory()[1]
+        small = tmp_path / "small.tfrecord"
+        _write(small, [SMALL.payload])
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]  # the error above still holds its 4 MiB block
+        assert len(list(read_records(small, use_mmap=False))) == 1
+        small_peak = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert (info.value.kind, info.value.index) == ("truncated", 1)
+    assert big_peak < (4 << 20) + (1 << 20), big_peak  # the one block holding the file, nothing for the bad length
+    assert small_peak < 64 << 10, small_peak
+
+
 def test_pipes_are_read_like_files(two_records):
     """Reading through a pipe used to fail (the block reader seeked, and sized records by st_size = 0)."""
     path, data = two_records
