@@ -60,7 +60,7 @@ def test_cli_json_and_exit_codes(fixtures_dir, capsys):
     assert data["level"] == "video" and data["num_videos"] == 4
     assert main(["inspect", os.path.join(fixtures_dir, "corrupt_truncated.tfrecord")]) == 1  # bad records found
     assert "truncated" in capsys.readouterr().out
-    assert main(["inspect", os.path.join(fixtures_dir, "nothing-*.tfrecord")]) == 1
+    assert main(["inspect", os.path.join(fixtures_dir, "nothing-*.tfrecord")]) == 2  # a user's mistake
     assert "no files match the pattern" in capsys.readouterr().err
     assert main(["inspect", os.path.join(fixtures_dir, "frame_level.tfrecord"), "--num-classes", "100"]) == 1
     assert "label_range: 1" in capsys.readouterr().out

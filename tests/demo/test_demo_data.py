@@ -138,7 +138,8 @@ def test_cli_writes_the_dataset(tmp_path, capsys):
     code = cli_main(["make-demo-data", str(out), "--seed", "2", "--train-videos", "4", "--validate-videos", "2",
                      "--test-videos", "0", "--classes", "20", "--quiet"])
     assert code == 0 and "train: 4 videos" in capsys.readouterr().out
-    assert cli_main(["make-demo-data", str(out), "--train-videos", "1", "--quiet"]) == 1
+    assert cli_main(["make-demo-data", str(out), "--train-videos", "1", "--quiet"]) == 2  # without --force
+    assert "--force" in capsys.readouterr().err
     assert cli_main(["make-demo-data", str(out), "--train-videos", "1", "--validate-videos", "0",
                      "--test-videos", "0", "--classes", "20", "--quiet", "--force"]) == 0
     assert sorted(p for p in os.listdir(out) if p.endswith(".tfrecord")) == ["train-00000-of-00001.tfrecord"]

@@ -15,6 +15,8 @@ import glob
 import json
 import os
 
+from videopool.cli.arguments import non_negative_int, output_directory, positive_int
+
 # Each model at the learning rate that suits it under the shared budget: with the TF1 recipe
 # (Adam, per-tensor clipping) a logistic layer's biases move ~lr per step, so the baseline needs a
 # larger rate to reach the class priors within a few hundred steps (docs/results.md shows both
@@ -25,14 +27,16 @@ DEFAULT_RUNS = (("avgpool_logistic", 3e-2), ("gated_netvlad_256_small", 3e-3))
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("demo", help="train and compare models on the built-in demo data",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dir", default="videopool-demo", help="working directory (default: ./videopool-demo)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=8, help="training epochs per model (default: 8)")
-    p.add_argument("--num-frames", type=int, default=64, help="random frames per video in training (default: 64)")
-    p.add_argument("--train-videos", type=int, default=4000)
-    p.add_argument("--validate-videos", type=int, default=1000)
-    p.add_argument("--test-videos", type=int, default=1000)
-    p.add_argument("--examples", type=int, default=4, help="validation videos to show (default: 4)")
+    p.add_argument("--dir", type=output_directory, default="videopool-demo",
+                   help="working directory (default: ./videopool-demo)")
+    p.add_argument("--seed", type=non_negative_int, default=0)
+    p.add_argument("--epochs", type=positive_int, default=8, help="training epochs per model (default: 8)")
+    p.add_argument("--num-frames", type=positive_int, default=64,
+                   help="random frames per video in training (default: 64)")
+    p.add_argument("--train-videos", type=positive_int, default=4000)
+    p.add_argument("--validate-videos", type=positive_int, default=1000)
+    p.add_argument("--test-videos", type=non_negative_int, default=1000)
+    p.add_argument("--examples", type=non_negative_int, default=4, help="validation videos to show (default: 4)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 

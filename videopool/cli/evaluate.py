@@ -13,6 +13,7 @@ import json
 import os
 import sys
 
+from videopool.cli.arguments import output_directory, positive_int
 from videopool.cli.options import add_inference_options, inference_loader, report_skipped
 
 
@@ -22,26 +23,25 @@ def add_parser(subparsers) -> None:
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="run directory (uses best, else last) or .safetensors")
     p.add_argument("--data", nargs="+", required=True, metavar="GLOB", help="labelled TFRecord files")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--plots", metavar="DIR", help="write precision_recall.png and ap_vs_frequency.png here")
-    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--plots", metavar="DIR", type=output_directory, help="write precision_recall.png and ap_vs_frequency.png here")
+    p.add_argument("--top-k", type=positive_int, default=20)
     add_inference_options(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from videopool.core.precision import resolve_device, resolve_precision
-    from videopool.data import RecordError
     from videopool.inference import CompileError, evaluate
     from videopool.models import load_model
 
+    device = resolve_device(args.device)
+    model, info = load_model(args.checkpoint, device)
+    loader, num_frames = inference_loader(args, info, device)
     try:
-        device = resolve_device(args.device)
-        model, info = load_model(args.checkpoint, device)
-        loader, num_frames = inference_loader(args, info, device)
         results = evaluate(model, loader, device=device, precision=resolve_precision(args.precision, device),
                            loss=info.get("train_config", {}).get("loss", "bce_sum"), top_k=args.top_k,
                            compile=args.compile, num_frames=num_frames, keep_evaluator=True)
-    except (ValueError, FileNotFoundError, KeyError, RecordError, CompileError) as err:
+    except CompileError as err:  # other user errors: videopool.cli.main
         print(f"videopool evaluate: error: {err}", file=sys.stderr)
         return 2
     report_skipped("evaluate", loader)

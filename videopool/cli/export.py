@@ -15,12 +15,14 @@ import argparse
 import os
 import sys
 
+from videopool.cli.arguments import output_file
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export", help="write a checkpoint as a torch.export program (.pt2)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="run directory (uses best, else last) or .safetensors")
-    p.add_argument("--out", required=True, metavar="PT2", help="output file (.pt2)")
+    p.add_argument("--out", required=True, metavar="PT2", type=output_file, help="output file (.pt2)")
     p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                    help="fp32 (default) or a bf16 copy of the weights (then feed bf16 frames)")
     p.set_defaults(func=run)
@@ -31,7 +33,7 @@ def run(args) -> int:
 
     try:
         metadata = export_model(args.checkpoint, args.out, precision=args.precision)
-    except (ValueError, FileNotFoundError, KeyError, ExportError) as err:
+    except ExportError as err:  # this model cannot be exported; the user errors: videopool.cli.main
         print(f"videopool export: error: {err}", file=sys.stderr)
         return 2
     size = os.path.getsize(args.out) / 2**20

@@ -6,21 +6,25 @@ import argparse
 import json
 import sys
 
+from videopool.cli.arguments import non_negative_int, positive_int
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     parser = subparsers.add_parser(
         "inspect", help="summarise YouTube-8M TFRecord shards",
         description="Read every record of the given shards and print a summary: files, records, videos, "
                     "bytes, level, features, frames per video, labels, segments and bad records. "
-                    "Exits with status 1 when bad records were found (they are listed, not fatal).")
+                    "Exits with status 1 when bad records were found (they are listed, not fatal), 2 when a "
+                    "path matches no file or a flag is wrong.")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="TFRecord files, directories or glob patterns")
     parser.add_argument("--vocabulary", metavar="CSV", help="vocabulary.csv to name the top labels")
-    parser.add_argument("--num-classes", type=int, help="flag label ids outside [0, N) as bad records")
-    parser.add_argument("--top", type=int, default=10, help="how many of the most frequent labels to list")
+    parser.add_argument("--num-classes", type=positive_int,
+                        help="flag label ids outside [0, N) as bad records")
+    parser.add_argument("--top", type=non_negative_int, default=10, help="how many of the most frequent labels to list")
     parser.add_argument("--on-error", choices=("skip", "error"), default="skip",
                         help="skip (count and list) bad records, or stop at the first one (default: skip)")
     parser.add_argument("--no-verify-crc", action="store_true", help="do not check the TFRecord CRCs")
-    parser.add_argument("--max-examples", type=int, default=20, help="bad records to list by name")
+    parser.add_argument("--max-examples", type=non_negative_int, default=20, help="bad records to list by name")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run)
     return parser
@@ -35,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = inspect_shards(args.paths, verify_crc=not args.no_verify_crc, on_error=args.on_error,
                                 num_classes=args.num_classes, max_examples=args.max_examples)
-    except (FileNotFoundError, RecordError) as error:
+    except RecordError as error:  # --on-error error: the first bad record is the result, as bad records are
         print(f"videopool inspect: {error}", file=sys.stderr)
         return 1
     if args.json:

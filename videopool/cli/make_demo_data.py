@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from videopool.cli.arguments import non_negative_int, output_directory, positive_int
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -13,13 +14,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "synthetic dataset whose classes need learnable pooling, audio-visual fusion and "
                     "label structure to be recognised. Deterministic: the same seed and sizes give "
                     "identical files.")
-    parser.add_argument("out_dir", metavar="DIR", help="output directory (created if missing)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the whole dataset (default: 0)")
-    parser.add_argument("--train-videos", type=int, default=4000, metavar="N", help="default: 4000")
-    parser.add_argument("--validate-videos", type=int, default=1000, metavar="N", help="default: 1000")
-    parser.add_argument("--test-videos", type=int, default=1000, metavar="N", help="default: 1000")
-    parser.add_argument("--classes", type=int, default=256, metavar="C", help="vocabulary size (default: 256)")
-    parser.add_argument("--videos-per-shard", type=int, default=500, metavar="N", help="default: 500")
+    parser.add_argument("out_dir", metavar="DIR", type=output_directory, help="output directory (created if missing)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the whole dataset (default: 0)")
+    parser.add_argument("--train-videos", type=non_negative_int, default=4000, metavar="N", help="default: 4000")
+    parser.add_argument("--validate-videos", type=non_negative_int, default=1000, metavar="N", help="default: 1000")
+    parser.add_argument("--test-videos", type=non_negative_int, default=1000, metavar="N", help="default: 1000")
+    parser.add_argument("--classes", type=positive_int, default=256, metavar="C",
+                        help="vocabulary size, 12 to 100,000 (default: 256)")
+    parser.add_argument("--videos-per-shard", type=positive_int, default=500, metavar="N", help="default: 500")
     parser.add_argument("--force", action="store_true", help="overwrite demo files already in DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -29,18 +31,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from videopool.demo.dataset import make_demo_data
 
-    for flag in ("train_videos", "validate_videos", "test_videos"):
-        if getattr(args, flag) < 0:
-            print(f"videopool make-demo-data: --{flag.replace('_', '-')} must be >= 0", file=sys.stderr)
-            return 2
-    try:
-        manifest = make_demo_data(args.out_dir, seed=args.seed, train_videos=args.train_videos,
-                                  validate_videos=args.validate_videos, test_videos=args.test_videos,
-                                  num_classes=args.classes, videos_per_shard=args.videos_per_shard,
-                                  progress=not args.quiet, force=args.force)
-    except (FileExistsError, ValueError) as error:
-        print(f"videopool make-demo-data: {error}", file=sys.stderr)
-        return 1
+    manifest = make_demo_data(args.out_dir, seed=args.seed, train_videos=args.train_videos,
+                              validate_videos=args.validate_videos, test_videos=args.test_videos,
+                              num_classes=args.classes, videos_per_shard=args.videos_per_shard,
+                              progress=not args.quiet, force=args.force)
     for split, stats in manifest["splits"].items():
         print(f"{split}: {stats['videos']} videos in {len(stats['files'])} file(s), "
               f"{stats['mean_labels_per_video']} labels/video")

@@ -11,12 +11,14 @@ import argparse
 import json
 import sys
 
+from videopool.cli.arguments import positive_int
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("models", help="list the named model configurations", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pattern", help="shell-style filter on the name, e.g. '*netvlad*'")
-    p.add_argument("--num-classes", type=int, default=None, help="count parameters for this many classes")
+    p.add_argument("--num-classes", type=positive_int, default=None, help="count parameters for this many classes")
     p.add_argument("--no-small", action="store_true", help="hide the *_small CPU/test variants")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.add_argument("--show", metavar="NAME", help="print the full YAML of one configuration")
@@ -59,12 +61,8 @@ def run(args) -> int:
 
     from videopool.models.registry import get_named_config, list_models
 
-    if args.show:
-        try:
-            print(yaml.safe_dump(get_named_config(args.show).to_dict(), sort_keys=False, width=110), end="")
-        except KeyError as err:
-            print(f"videopool models: error: {err}", file=sys.stderr)
-            return 2
+    if args.show:  # an unknown name is a UserError (videopool.cli.main prints it)
+        print(yaml.safe_dump(get_named_config(args.show).to_dict(), sort_keys=False, width=110), end="")
         return 0
     names = list_models(args.pattern)
     if args.no_small:

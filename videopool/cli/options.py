@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from videopool.cli.arguments import non_negative_int, positive_int
+
 if TYPE_CHECKING:  # torch takes ~1.5 s to import; --help must not wait for it
     import torch
 
@@ -71,17 +73,18 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
                    default="all", metavar="SAMPLING",
                    help="frames fed to the model (%(choices)s): all real frames with the mask (default, "
                         "deterministic), uniform, or random with replacement as the reference code does at test time")
-    p.add_argument("--num-frames", type=int, default=None, help="frames per video (default: the training value)")
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--num-frames", type=positive_int, default=None,
+                   help="frames per video (default: the training value)")
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default, exact) or bf16 weights (faster where bf16 matmuls are, e.g. AMX or GPU)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=non_negative_int, default=None,
                    help="data-loading processes (default: 0 on a CPU machine with <= 2 cores, else 1)")
     p.add_argument("--compile", action="store_true",
                    help="run the model through torch.compile: a few seconds to compile, then up to ~15%% faster "
                         "on CPU for large runs (batches are padded to --num-frames)")
-    p.add_argument("--seed", type=int, default=0, help="seed of --sampling random")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of --sampling random")
     add_bad_record_options(p)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from videopool.cli.arguments import output_file, positive_int
 from videopool.cli.options import add_inference_options, inference_loader, report_skipped
 
 
@@ -18,8 +19,8 @@ def add_parser(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="run directory (uses best, else last) or .safetensors")
     p.add_argument("--data", nargs="+", required=True, metavar="GLOB", help="TFRecord files (labels not needed)")
-    p.add_argument("--out", required=True, metavar="CSV", help="output file (.csv)")
-    p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--out", required=True, metavar="CSV", type=output_file, help="output file (.csv)")
+    p.add_argument("--top-k", type=positive_int, default=20)
     p.add_argument("--with-names", action="store_true", help="add class names (needs --vocabulary)")
     p.add_argument("--vocabulary", metavar="CSV", help="vocabulary.csv of the training label space")
     add_inference_options(p)
@@ -27,23 +28,23 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from videopool.core.errors import UserError
     from videopool.core.precision import resolve_device, resolve_precision
-    from videopool.data import RecordError
     from videopool.inference import CompileError, read_class_names, write_predictions
     from videopool.models import load_model
 
+    if args.with_names and not args.vocabulary:
+        raise UserError("--with-names needs --vocabulary vocabulary.csv")
+    device = resolve_device(args.device)
+    model, info = load_model(args.checkpoint, device)
+    names = read_class_names(args.vocabulary, int(info["num_classes"])) if args.vocabulary else None
+    loader, num_frames = inference_loader(args, info, device)
     try:
-        if args.with_names and not args.vocabulary:
-            raise ValueError("--with-names needs --vocabulary vocabulary.csv")
-        device = resolve_device(args.device)
-        model, info = load_model(args.checkpoint, device)
-        names = read_class_names(args.vocabulary, int(info["num_classes"])) if args.vocabulary else None
-        loader, num_frames = inference_loader(args, info, device)
         count = write_predictions(model, loader, args.out, top_k=args.top_k,
                                   class_names=names if args.with_names else None,
                                   precision=resolve_precision(args.precision, device), device=device,
                                   compile=args.compile, num_frames=num_frames)
-    except (ValueError, FileNotFoundError, KeyError, RecordError, CompileError) as err:
+    except CompileError as err:  # other user errors: videopool.cli.main
         print(f"videopool predict: error: {err}", file=sys.stderr)
         return 2
     report_skipped("predict", loader)

@@ -75,12 +75,9 @@ def run(args) -> int:
     from videopool.training.loop import NonFiniteLossError, ValidationFailedError, train
     from videopool.training.run_lock import RunLockedError
 
-    try:
-        config = build_config(args.model, args.config, _explicit_overrides(args), args.out, resume=args.resume)
-        num_classes = num_classes_for(config)
-    except (KeyError, ValueError, FileNotFoundError) as err:
-        print(f"videopool train: error: {_message(err)}", file=sys.stderr)
-        return 2
+    # a mistake in the flags, the config or the vocabulary is a UserError, which videopool.cli.main prints
+    config = build_config(args.model, args.config, _explicit_overrides(args), args.out, resume=args.resume)
+    num_classes = num_classes_for(config)
     try:
         summary = train(config, num_classes, resume=args.resume)
     except NonFiniteLossError as err:
@@ -96,12 +93,12 @@ def run(args) -> int:
         # bad validation data is the user's to fix (2); anything else (out of memory, ...) is a failure (1)
         print(f"videopool train: error: {err}", file=sys.stderr)
         return 2 if isinstance(err.cause, (ValueError, FileNotFoundError, RecordError)) else 1
-    except (ValueError, FileNotFoundError, RecordError) as err:
-        hint = ""
-        if isinstance(err, RecordError) and err.kind == "label_range":
-            source = f"--vocabulary {config.vocabulary}" if config.vocabulary else f"--num-classes {num_classes}"
-            hint = f" (the model has V = {num_classes} classes from {source}; does it cover the data's label ids?)"
-        print(f"videopool train: error: {_message(err)}{hint}", file=sys.stderr)
+    except RecordError as err:
+        if err.kind != "label_range":
+            raise  # one line and exit 2 from videopool.cli.main, as every other bad record
+        source = f"--vocabulary {config.vocabulary}" if config.vocabulary else f"--num-classes {num_classes}"
+        hint = f" (the model has V = {num_classes} classes from {source}; does it cover the data's label ids?)"
+        print(f"videopool train: error: {err}{hint}", file=sys.stderr)
         return 2
     if int(os.environ.get("RANK", "0")) == 0:
         metrics = summary.get("metrics") or {}
@@ -115,7 +112,3 @@ def run(args) -> int:
                   f"{bad['val']} in --val-data), listed in {bad['path']}", file=sys.stderr)
     return 0
 
-
-def _message(err: BaseException) -> str:
-    # KeyError's str() adds quotes around the message
-    return err.args[0] if isinstance(err, KeyError) and err.args else str(err)

@@ -69,8 +69,8 @@ class DemoConfig:
         return self.num_classes - self.num_verticals
 
     def __post_init__(self) -> None:
-        if self.num_classes < 12:
-            raise ValueError(f"the demo dataset needs at least 12 classes, got {self.num_classes}")
+        if not 12 <= self.num_classes <= 100_000:
+            raise ValueError(f"the demo dataset needs 12 to 100,000 classes, got {self.num_classes}")
         if not 1 <= self.min_frames <= self.max_frames:
             raise ValueError(f"need 1 <= min_frames <= max_frames, got {self.min_frames}, {self.max_frames}")
 

@@ -23,6 +23,7 @@ from typing import Any, Mapping
 import torch
 import yaml
 
+from videopool.core.errors import UserError
 from videopool.core.schema import ConfigError, closest_hint
 from videopool.models.classifier import VideoClassifier
 from videopool.models.config import ModelConfig
@@ -33,8 +34,8 @@ SMALL_SUFFIX = "_small"
 _FILE_KEYS = ("model", "recipe", "description", "paper", "reported", "small")
 
 
-class UnknownModelError(KeyError):
-    """No configuration is registered under the requested name."""
+class UnknownModelError(UserError, KeyError):
+    """No configuration is registered under the requested name (a user's mistake; a KeyError too, as before)."""
 
     def __str__(self) -> str:  # KeyError would print the message with quotes around it
         return str(self.args[0])
