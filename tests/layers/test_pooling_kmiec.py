@@ -313,3 +313,23 @@ def test_transformer_netvlad_without_frame_encoder_takes_the_lazy_frame_affine()
         layer.train(training)
         torch.testing.assert_close(layer(frames, mask, affine=affine), layer(affine.apply(frames), mask),
                                    rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("attention_clusters", {}), ("second_order_netvlad", {"projection_size": 2}),
+    ("transformer_netvlad", {"num_heads": 2, "frame_encoder": True}),
+    ("attention_netvlad", {"num_heads": 2, "dropout": 0.0}),
+])
+@pytest.mark.parametrize("training", [False, True])
+def test_a_video_without_real_frames_gives_zeros_and_leaves_the_others_alone(name, kwargs, training):
+    """Also in training: the empty video's rows (and tokens) are in no batch-norm statistic."""
+    torch.manual_seed(0)
+    layer = create_pooling(name, feature_size=6, cluster_size=3, **kwargs).double().train(training)
+    frames = torch.randn(3, 5, 6, dtype=torch.float64, requires_grad=True)
+    mask = torch.arange(5)[None] < torch.tensor([5, 0, 3])[:, None]
+    out = layer(frames, mask)
+    assert torch.equal(out[1], torch.zeros_like(out[1]))
+    out.sum().backward()
+    assert torch.isfinite(frames.grad).all() and torch.equal(frames.grad[1], torch.zeros_like(frames.grad[1]))
+    kept = torch.tensor([0, 2])
+    torch.testing.assert_close(layer(frames[kept], mask[kept]), out[kept], rtol=1e-10, atol=1e-12)

@@ -138,7 +138,8 @@ class TransformerNetVLAD(SoftAssignmentPooling):
                                                                 intra-L2, global L2; token k = V[:, k, :]
         v = flatten(f₂(V))                          [B, K·D]    cluster-major: index k·D + d
 
-    Without ``cluster_encoder`` the output is the NetVLAD vector itself (feature-major ``d·K + k``).
+    Without ``cluster_encoder`` the output is the NetVLAD vector itself (feature-major ``d·K + k``). A video without
+    real frames gives zeros (its tokens are left out of the cluster encoder's batch statistics).
     ``encoder``/``attention_batch_norm``/``dropout``/``num_heads``/``ffn_size`` configure both encoders
     (:class:`TransformerEncoder`; the paper's encoder by default). The released ``NetVladV1`` does not run
     (spec §4.11): it gives NetVLAD a scope argument it does not take and gets a flat vector back, not tokens.
@@ -168,7 +169,12 @@ class TransformerNetVLAD(SoftAssignmentPooling):
         if self.cluster_encoder is None:
             return vlad
         tokens = vlad.view(-1, self.feature_size, self.cluster_size).transpose(1, 2)  # [B, K, D]
-        return self.cluster_encoder(tokens).reshape(tokens.shape[0], self.output_size)
+        if mask is None:
+            return self.cluster_encoder(tokens).reshape(tokens.shape[0], self.output_size)
+        # a video without real frames has no tokens: out of the encoder's statistics, and zeros out
+        token_mask = mask.any(1, keepdim=True).expand(-1, self.cluster_size)
+        encoded = torch.where(token_mask.unsqueeze(-1), self.cluster_encoder(tokens, token_mask), 0.0)
+        return encoded.reshape(tokens.shape[0], self.output_size)
 
 
 @register_pooling("attention_netvlad")
