@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import re
 import shutil
@@ -103,6 +104,67 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_args: Any) ->
 def _open_temporary(tmp: str, mode: str, final_path: str, **open_args: Any) -> IO:
     # The one place a temporary file is opened for writing (tests put a full disk behind it).
     return open(tmp, mode, **open_args)
+
+
+@contextlib.contextmanager
+def deferred_write_errors(handle: IO[bytes]) -> Iterator[IO[bytes]]:
+    """Wrap ``handle`` for a writer implemented in C++ (``torch.save``, ``torch.export.save``) that cannot survive a
+    failing write: torch's zip writer then keeps an unfinished archive whose destructor throws later, during some
+    garbage collection, and aborts the process. The wrapper keeps the first write error, accepts (and drops) the
+    rest so that the writer finishes normally, and raises that error once the writer has returned."""
+    wrapper = _DeferredErrorFile(handle)
+    try:
+        yield wrapper
+    except Exception as err:
+        if wrapper.error is not None:
+            raise wrapper.error from err
+        raise
+    if wrapper.error is not None:
+        raise wrapper.error
+
+
+class _DeferredErrorFile(io.RawIOBase):
+    def __init__(self, handle: IO[bytes]) -> None:
+        super().__init__()
+        self._handle = handle
+        self.error: OSError | None = None
+        self._position = self._end = handle.tell()
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._handle.seekable()
+
+    def write(self, data) -> int:
+        size = memoryview(data).nbytes
+        if self.error is None:
+            try:
+                self._handle.write(data)
+            except OSError as err:
+                self.error = err
+        self._position += size
+        self._end = max(self._end, self._position)
+        return size
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        self._position = {os.SEEK_SET: 0, os.SEEK_CUR: self._position, os.SEEK_END: self._end}[whence] + offset
+        if self.error is None:
+            self._handle.seek(self._position)
+        return self._position
+
+    def flush(self) -> None:
+        if self.error is None:
+            try:
+                self._handle.flush()
+            except OSError as err:
+                self.error = err
+
+    def close(self) -> None:  # the handle belongs to the caller
+        super().close()
 
 
 def _raise_disk_full(err: Exception, path: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from videopool.core.files import atomic_write
+from videopool.core.files import atomic_write, deferred_write_errors
 from videopool.inference.predict import bf16_copy
 from videopool.models.checkpoint import load_model
 
@@ -52,8 +52,8 @@ def export_model(checkpoint: str, out: str, *, precision: str = "fp32") -> dict[
         "inputs": "frames: dict modality -> [B, N, D] tensor; mask: [B, N] bool (True = real frame)",
         "output": "probabilities [B, num_classes] float",
     }
-    with atomic_write(out, "wb") as handle:  # never a truncated .pt2 at ``out``
-        torch.export.save(program, handle, extra_files={METADATA_FILE: json.dumps(metadata)})
+    with atomic_write(out, "wb") as handle, deferred_write_errors(handle) as writable:  # never a truncated .pt2
+        torch.export.save(program, writable, extra_files={METADATA_FILE: json.dumps(metadata)})
     return metadata
 
 

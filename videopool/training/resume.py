@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from videopool.core.files import atomic_write
+from videopool.core.files import atomic_write, deferred_write_errors
 from videopool.models import checkpoint as ckpt
 
 RESUME_FILE = re.compile(r"^step-(\d+)\.resume\.pt$")
@@ -32,8 +32,8 @@ def step_resume_path(run_dir: str, step: int) -> str:
 
 
 def save_resume(path: str, state: dict[str, Any]) -> None:
-    with atomic_write(path, "wb") as handle:
-        torch.save(state, handle)
+    with atomic_write(path, "wb") as handle, deferred_write_errors(handle) as writable:
+        torch.save(state, writable)
 
 
 def load_resume(path: str) -> dict[str, Any]:
