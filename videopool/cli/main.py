@@ -55,12 +55,15 @@ def build_parser() -> argparse.ArgumentParser:
                 continue  # command not built yet
             raise
         module.add_parser(sub)
+    parser.command_parsers = sub.choices  # name -> its parser, for errors found after parsing (see main)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # what parse_args does, but named after the sub-command the arguments were given to
+        parser.command_parsers.get(args.command, parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -106,9 +109,10 @@ def user_error_message(err: BaseException) -> str | None:
     standard library is a bug: an input that reached them unchecked.
     """
     from videopool.core.errors import UserError
-    from videopool.data.errors import RecordError
 
-    if isinstance(err, (UserError, RecordError, *_PATH_ERRORS)) or (
+    data_errors = sys.modules.get("videopool.data.errors")  # not loaded: err is no RecordError (and no torch import)
+    record_error = (data_errors.RecordError,) if data_errors is not None else ()
+    if isinstance(err, (UserError, *record_error, *_PATH_ERRORS)) or (
         isinstance(err, ValueError) and _raised_in_videopool(err.__traceback__)
     ):
         return one_line(err)
