@@ -23,7 +23,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("checkpoint", metavar="RUN_OR_CHECKPOINT", help="run directory (uses best, else last) or .safetensors")
     p.add_argument("--data", nargs="+", required=True, metavar="GLOB", help="labelled TFRecord files")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
-    p.add_argument("--plots", metavar="DIR", type=output_directory, help="write precision_recall.png and ap_vs_frequency.png here")
+    p.add_argument("--plots", metavar="DIR", type=output_directory,
+                   help="write precision_recall.png and ap_vs_frequency.png here")
     p.add_argument("--top-k", type=positive_int, default=20)
     add_inference_options(p)
     p.set_defaults(func=run)
