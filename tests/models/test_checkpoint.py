@@ -111,3 +111,22 @@ def test_a_truncated_checkpoint_names_the_previous_step(tmp_path):
     with pytest.raises(ValueError, match=r"is not a readable safetensors file: .*; use the previous step checkpoint "
                                          r".*step-000002\.safetensors \(step 2\)$"):
         ckpt.read_info(str(path))
+
+
+def test_a_checkpoint_from_before_a_config_field_existed_still_loads(tmp_path):
+    # Written by an older videopool: its stored model config lacks sections and fields added since (they default).
+    from videopool.models import create_model, load_model
+
+    model = create_model("gated_netvlad_256_small", num_classes=5).eval()
+    stored = model.config.to_dict()
+    stored.pop("mixture", None)
+    stored["gating"].pop("reduction", None)
+    path = str(tmp_path / "old.safetensors")
+    ckpt.save_weights(path, model.state_dict(), {"model_config": stored, "num_classes": 5})
+    loaded, _ = load_model(path)
+    frames = {m: torch.randn(2, 4, d) for m, d in model.config.modalities.items()}
+    torch.testing.assert_close(loaded(frames), model(frames), rtol=0, atol=0)
+    stored["hidden"]["size"] = 7  # a real difference is still refused
+    ckpt.save_weights(path, model.state_dict(), {"model_config": stored, "num_classes": 5})
+    with pytest.raises(ValueError, match="different model configuration"):
+        ckpt.load_weights_into(create_model("gated_netvlad_256_small", num_classes=5), path)

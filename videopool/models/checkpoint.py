@@ -225,13 +225,22 @@ def load_weights_into(model: torch.nn.Module, path: str,
     info = read_info(path)
     config = getattr(model, "config", None)
     if config is not None and "model_config" in info:
-        check_model_config(path, _config_dict(config), info["model_config"])
+        check_model_config(path, _config_dict(config), _with_current_defaults(config, info["model_config"]))
     state = read_weights(path) if state is None else state
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise ValueError(f"checkpoint {path!r} does not fit this model: {err}") from None
     return info
+
+
+def _with_current_defaults(config: Any, stored: dict[str, Any]) -> dict[str, Any]:
+    """``stored`` as today's config class reads it: a checkpoint written before a field existed gets that
+    field's default (which reproduces the old behaviour), so it still matches a model built from it."""
+    try:
+        return _config_dict(type(config).from_dict(stored, "checkpoint model config"))
+    except (AttributeError, TypeError, ValueError):
+        return stored  # not a videopool config class, or a config this version cannot read: compare as stored
 
 
 def _config_dict(config: Any) -> dict[str, Any]:
