@@ -11,5 +11,7 @@ def test_training_over_many_shards_keeps_memory_flat(tmp_path):
     flat = bench_load.flatness(result["curve"], skip_until_step=15)  # after half an epoch
     assert flat["to_step"] == 60
     assert flat["growth_mb"] < 16, result["curve"]
-    assert len(flat["fds"]) == 1, result["curve"]  # no file descriptor kept per shard
+    # No descriptor kept per shard (a leak would grow by one per shard, 120 here); the writes of a run (a checkpoint,
+    # the log, TensorBoard's thread) hold one or two open for a moment, and a sample may catch them.
+    assert max(flat["fds"]) - min(flat["fds"]) <= 3, result["curve"]
     assert flat["maps_range"][1] - flat["maps_range"][0] <= 4, result["curve"]  # no memory map kept per shard
