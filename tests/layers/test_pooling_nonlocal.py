@@ -174,19 +174,8 @@ def test_rejects_unknown_options():
 
 
 def test_export_model_runs_the_nonlocal_model(tmp_path):
-    from videopool.inference import export_model, load_exported
+    from tests.export_check import assert_exports_like_the_model
     from videopool.models import create_model
-    from videopool.models.checkpoint import save_weights
 
-    model = create_model("nl_netvlad_128_small", num_classes=7, cluster_size=4, **{"hidden.size": 8}).eval()
-    checkpoint = tmp_path / "nl.safetensors"
-    save_weights(str(checkpoint), model.state_dict(), {"model_config": model.config.to_dict(), "num_classes": 7})
-    metadata = export_model(str(checkpoint), str(tmp_path / "nl.pt2"))
-    program, _ = load_exported(str(tmp_path / "nl.pt2"))
-    assert metadata["num_classes"] == 7
-    generator = torch.Generator().manual_seed(0)
-    frames = {name: torch.randn(3, 6, size, generator=generator) for name, size in model.config.modalities.items()}
-    mask = torch.ones(3, 6, dtype=torch.bool)
-    mask[1, 2:] = False
-    with torch.no_grad():
-        torch.testing.assert_close(program(frames, mask), model(frames, mask), rtol=1e-5, atol=1e-6)
+    model = create_model("nl_netvlad_128_small", num_classes=7, cluster_size=4, **{"hidden.size": 8})
+    assert_exports_like_the_model(model, tmp_path)

@@ -1,7 +1,6 @@
 """The named configurations of Kmiec, Bae & An 2018 (seed 001, Table 1): parameter counts, structure, export."""
 
 import pytest
-import torch
 
 from videopool.models import count_parameters, create_model, get_named_config
 
@@ -88,17 +87,6 @@ TINY = {"modalities": {"rgb": 16, "audio": 8}, "hidden.size": 8}
                                      "pooling.per_modality": {}}),
 ])
 def test_export_model_runs_each_pooling(tmp_path, name, overrides):
-    from videopool.inference import export_model, load_exported
-    from videopool.models.checkpoint import save_weights
+    from tests.export_check import assert_exports_like_the_model
 
-    model = create_model(name, num_classes=7, cluster_size=4, **TINY, **overrides).eval()
-    checkpoint = tmp_path / "model.safetensors"
-    save_weights(str(checkpoint), model.state_dict(), {"model_config": model.config.to_dict(), "num_classes": 7})
-    export_model(str(checkpoint), str(tmp_path / "model.pt2"))
-    program, _ = load_exported(str(tmp_path / "model.pt2"))
-    generator = torch.Generator().manual_seed(0)
-    frames = {key: torch.randn(3, 6, size, generator=generator) for key, size in model.config.modalities.items()}
-    mask = torch.ones(3, 6, dtype=torch.bool)
-    mask[1, 2:] = False
-    with torch.no_grad():
-        torch.testing.assert_close(program(frames, mask), model(frames, mask), rtol=1e-5, atol=1e-6)
+    assert_exports_like_the_model(create_model(name, num_classes=7, cluster_size=4, **TINY, **overrides), tmp_path)

@@ -1,7 +1,6 @@
 """ModelConfig parsing: round trips, strict keys with closest-match hints, choice lists read from the
 implementing modules, overrides (dotted, nested, the explicit alias table) and explicit YAML loading."""
 
-import dataclasses
 
 import pytest
 import yaml

@@ -6,10 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from videopool.inference import export_model, load_exported
 from videopool.layers import NeXtVLAD, SEContextGating
 from videopool.models import ConfigError, count_parameters, create_model, get_recipe
-from videopool.models.checkpoint import save_weights
 
 COUNTS = [("nextvlad_k128_g8", 88_889_378), ("nextvlad_k112_g8_h2048", 78_643_170)]
 
@@ -88,16 +86,8 @@ def test_reference_padding_statistics_option_changes_training_only():
 
 
 def test_export_scores_like_the_model(tmp_path):
+    from tests.export_check import assert_exports_like_the_model
+
     torch.manual_seed(0)
-    model = create_model("nextvlad_k112_g8_h2048_small", num_classes=7).eval()
-    checkpoint = tmp_path / "nextvlad.safetensors"
-    save_weights(str(checkpoint), model.state_dict(), {"model_config": model.config.to_dict(), "num_classes": 7})
-    out = tmp_path / "nextvlad.pt2"
-    export_model(str(checkpoint), str(out))
-    program, metadata = load_exported(str(out))
-    assert metadata["num_classes"] == 7
-    generator = torch.Generator().manual_seed(2)
-    for batch, frames in ((3, 9), (4, 300)):
-        inputs, mask = _batch(generator, batch, frames)
-        with torch.no_grad():
-            torch.testing.assert_close(program(inputs, mask), model(inputs, mask), rtol=1e-5, atol=1e-6)
+    model = create_model("nextvlad_k112_g8_h2048_small", num_classes=7)
+    assert_exports_like_the_model(model, tmp_path, shapes=((3, 9), (4, 300)), seed=2)

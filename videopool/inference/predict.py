@@ -24,7 +24,7 @@ one compilation of a few seconds serves the whole run.
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator
+from typing import Iterator
 
 import torch
 from torch import nn
