@@ -27,6 +27,13 @@ COMMANDS = [
     "predict",
     "export",
     "models",
+    "average_checkpoints",
+    "ensemble",
+    "import_tf",
+    "train_segments",
+    "evaluate_segments",
+    "localize",
+    "check_submission",
 ]
 
 
