@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -219,9 +219,43 @@ class SegmentSubmissionWriter:
             with atomic_write(target, "w", newline="", encoding="utf-8") as handle:
                 self.write(handle)
             return
-        target.write(",".join(SEGMENT_HEADER) + "\n")
-        for class_id, ids in self.ranked().items():
-            target.write(f"{class_id},{' '.join(ids)}\n")
+        write_segment_rows(target, self.ranked().items())
+
+
+def write_segment_rows(target: IO[str], rows: Iterable[tuple[int, Sequence[str]]]) -> None:
+    """Write the ``Class,Segments`` header and one ``class,id id ...`` line per ``(class_id, segment ids)`` to an
+    open text file (the caller makes it atomic: :func:`videopool.core.files.atomic_write`)."""
+    target.write(",".join(SEGMENT_HEADER) + "\n")
+    for class_id, ids in rows:
+        target.write(f"{int(class_id)},{' '.join(ids)}\n")
+
+
+def read_class_ids(path: str | os.PathLike) -> list[int]:
+    """The class ids of a whitelist file: one integer per line in the first column (extra columns ignored), after
+    an optional header line such as the starter code's ``Index`` (``segment_label_ids.csv``) or a vocabulary's
+    ``Index,Name``. A line that is not an integer, or an id listed twice, is an error naming the line."""
+    ids: list[int] = []
+    seen: set[int] = set()
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        for line_number, row in enumerate(csv.reader(handle), start=1):
+            field = row[0].strip() if row else ""
+            if not field:
+                continue
+            try:
+                class_id = int(field)
+            except ValueError:
+                if line_number == 1 and not ids:
+                    continue  # the header
+                raise ValueError(f"{path}:{line_number}: class id {field!r} is not an integer") from None
+            if class_id < 0 or class_id in seen:
+                raise ValueError(f"{path}:{line_number}: class id {class_id} is "
+                                 f"{'negative' if class_id < 0 else 'listed twice'}")
+            seen.add(class_id)
+            ids.append(class_id)
+    if not ids:
+        raise ValueError(f"{path}: no class id in this file (expected one integer per line, e.g. the starter "
+                         "code's segment_label_ids.csv)")
+    return ids
 
 
 def read_segment_submission(path: str | os.PathLike) -> dict[int, list[str]]:
