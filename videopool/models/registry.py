@@ -27,6 +27,7 @@ from videopool.core.errors import UserError
 from videopool.core.schema import ConfigError, closest_hint
 from videopool.models.classifier import VideoClassifier
 from videopool.models.config import ModelConfig
+from videopool.models.ensemble import EnsembleClassifier, EnsembleConfig, is_ensemble_config
 from videopool.models.mixture import MixtureClassifier
 from videopool.models.overrides import apply_overrides
 
@@ -233,9 +234,20 @@ def create_model(
         return kind(config)
 
 
-def model_from_config_dict(data: Mapping[str, Any],
-                           device: torch.device | str | None = None) -> VideoClassifier | MixtureClassifier:
-    """Rebuild the model a checkpoint describes from its stored ``config.to_dict()``."""
+def model_from_config_dict(data: Mapping[str, Any], device: torch.device | str | None = None
+                           ) -> VideoClassifier | MixtureClassifier | EnsembleClassifier:
+    """Rebuild the model a checkpoint describes from its stored ``config.to_dict()`` (an ensemble's config,
+    ``kind: ensemble``, rebuilds an :class:`~videopool.models.ensemble.EnsembleClassifier`)."""
+    from videopool.models.segment import is_segment_config, segment_model_from_config  # it imports this module
+
+    if is_segment_config(data):  # a segment model (``segment_model`` key), see videopool.models.segment
+        return segment_model_from_config(data).to(device or "cpu")
+    if is_ensemble_config(data):
+        config = EnsembleConfig.from_dict(data, "checkpoint ensemble config")
+        if device is None:
+            return EnsembleClassifier(config)
+        with torch.device(device):
+            return EnsembleClassifier(config)
     return create_model(ModelConfig.from_dict(data, "checkpoint model config"), device=device)
 
 
