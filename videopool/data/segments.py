@@ -137,6 +137,14 @@ class SegmentBatch:
         return SegmentBatch(self.ids, {k: move(v) for k, v in self.frames.items()}, move(self.mask),
                             move(self.targets), move(self.rated), move(self.mined), video, move(self.video_mask))
 
+    def packed_labels(self, positive_weight: float = 1.0, negative_weight: float = 1.0,
+                      mined_weight: float = 0.0) -> torch.Tensor:
+        """``[B, 3, V]``: the targets, each rated pair's loss weight (``positive_weight`` for a positive rating,
+        ``negative_weight`` for a negative one, 0 for an unrated pair) and each mined negative's weight — what a
+        segment model's ``loss`` takes (``videopool.models.segment.rated_pair_loss``)."""
+        weights = torch.where(self.targets > 0, positive_weight, negative_weight) * self.rated
+        return torch.stack([self.targets, weights.float(), self.mined.float() * mined_weight], dim=1)
+
     def model_inputs(self) -> dict[str, torch.Tensor | dict | None]:
         """The keyword arguments a segment model's forward takes besides ``frames``/``mask``."""
         return {"video_frames": self.video_frames, "video_mask": self.video_mask}

@@ -80,6 +80,8 @@ class ValidationFailedError(RuntimeError):
 class Trainer:
     """Everything one run needs, built once by :func:`train`."""
 
+    selection_metric = "gap"  # the validation metric best.safetensors maximises
+
     def __init__(self, config: TrainConfig, num_classes: int, resume: bool = False) -> None:
         tune_malloc()  # before the model's first big allocation
         self.config = config
@@ -107,7 +109,7 @@ class Trainer:
         config, num_classes = self.config, self.num_classes
         seed_everything(config.seed)
 
-        self.model = create_model(config.model, num_classes=num_classes, **config.model_overrides)
+        self.model = self.build_model()
         resume_state = self._load_resume() if resume else None
         self.model.to(self.device).train()
         master = prepare_bf16(self.model, self.precision, config.bf16_scheme, config.bf16_master_min_numel)
@@ -140,6 +142,10 @@ class Trainer:
                           {"resolved": {"precision": self.precision, "device": str(self.device),
                                         "workers": self.workers, "num_classes": num_classes,
                                         "world_size": self.ctx.world_size}})
+
+    def build_model(self) -> nn.Module:
+        """The model to train, with its initial weights (a subclass may start from another run's)."""
+        return create_model(self.config.model, num_classes=self.num_classes, **self.config.model_overrides)
 
     # --- checkpoints -------------------------------------------------------------
 
@@ -308,13 +314,21 @@ class Trainer:
         lr = staircase_learning_rate(c.learning_rate, c.lr_decay, c.lr_decay_examples, self.state.examples_seen)
         batch = batch.to(self.device, non_blocking=True)
         try:
-            loss = self.step_fn(batch.frames, batch.mask, batch.labels, lr)
+            loss = self.step_fn(batch.frames, batch.mask, self.batch_labels(batch), lr, inputs=self.batch_inputs(batch))
         except NonFiniteLossError as err:
             raise NonFiniteLossError(self._nan_message(str(err), batch.ids, self.state.step + 1)) from None
         self.state.step += 1
         self.state.examples_seen += len(batch) * self.ctx.world_size
         self.last_lr, self.last_ids = lr, batch.ids
         return float(loss)
+
+    def batch_labels(self, batch):
+        """What the loss compares the output with (a subclass may pack label weights with the labels)."""
+        return batch.labels
+
+    def batch_inputs(self, batch) -> dict | None:
+        """Keyword arguments of the forward besides frames and mask (a segment model's whole video)."""
+        return None
 
     def _nan_message(self, what: str, ids: list[str], step: int) -> str:
         shown = ", ".join(ids[:8]) + (" ..." if len(ids) > 8 else "")
@@ -428,9 +442,9 @@ class Trainer:
         if metrics is not None:
             scalars = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
             self.logger.log("val", step, scalars)
-            best = metrics["gap"] > self.state.best_gap
+            best = metrics[self.selection_metric] > self.state.best_gap
             if best:
-                self.state.best_gap, self.state.best_step = float(metrics["gap"]), step
+                self.state.best_gap, self.state.best_step = float(metrics[self.selection_metric]), step
         self.state.pending_validation = False
         self.state.validated_step = step
         if self.ctx.is_main:

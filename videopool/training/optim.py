@@ -28,17 +28,19 @@ def staircase_learning_rate(base: float, decay: float, decay_examples: int, exam
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
-        # A tensor lr would recompile nothing here; keep it a float like the default.
-        group["lr"] = lr
+        # A tensor lr would recompile nothing here; keep it a float like the default. A group may scale the
+        # run's rate (a model's parameter_groups(), e.g. the segment encoder's half rate).
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def create_adam(params: Iterable[torch.Tensor], lr: float, betas=(0.9, 0.999), eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with TF-style defaults, fused when this torch build supports it for the params' device."""
-    params = list(params)
+    params = list(params)  # tensors, or parameter groups (dicts with "params" and an optional "lr_scale")
+    tensors = [p for item in params for p in (item["params"] if isinstance(item, dict) else [item])]
     kwargs = dict(lr=lr, betas=betas, eps=eps)
-    if "fused" in inspect.signature(torch.optim.Adam).parameters and params:
-        device = params[0].device.type
-        if device in ("cpu", "cuda") and all(p.dtype.is_floating_point for p in params):
+    if "fused" in inspect.signature(torch.optim.Adam).parameters and tensors:
+        device = tensors[0].device.type
+        if device in ("cpu", "cuda") and all(p.dtype.is_floating_point for p in tensors):
             try:
                 return torch.optim.Adam(params, fused=True, **kwargs)
             except RuntimeError:

@@ -52,20 +52,30 @@ class TrainStep:
         self.loss_name, self.regularization_penalty = loss, regularization_penalty
         self.model_loss = getattr(self.model, "loss", None)  # a model may define its label loss (ModelOutput)
         self.params = master.optimizer_params() if master else [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = create_adam(self.params, learning_rate, adam_betas, adam_epsilon)
+        groups = getattr(self.model, "parameter_groups", None)  # per-group learning-rate scales of the model
+        if groups is not None and master is None:
+            groups = [{**group, "lr": learning_rate * group["lr_scale"]} for group in groups() if group["params"]]
+            self.params = [p for group in groups for p in group["params"]]
+        elif groups is not None:
+            raise ValueError(f"{type(self.model).__name__} trains parameter groups at different learning rates, "
+                             "which bf16 master weights do not support; use --precision fp32 or "
+                             "--set bf16_scheme=autocast")
+        self.optimizer = create_adam(groups if groups is not None else self.params, learning_rate, adam_betas,
+                                     adam_epsilon)
 
     def state_dict_fp32(self) -> dict[str, torch.Tensor]:
         """Model weights with fp32 masters in place of bf16 copies (what checkpoints store)."""
         return self.master.state_dict() if self.master else self.model.state_dict()
 
     def __call__(self, frames: dict[str, torch.Tensor], mask: torch.Tensor, labels: torch.Tensor,
-                 lr: float | None = None) -> torch.Tensor:
-        """Apply one step; returns the detached loss. Raises :class:`NonFiniteLossError` before
+                 lr: float | None = None, inputs: dict | None = None) -> torch.Tensor:
+        """Apply one step; returns the detached loss. ``inputs``: further keyword arguments of the forward (a
+        segment model's whole-video context). Raises :class:`NonFiniteLossError` before
         touching the weights when the loss is NaN/inf (on any rank)."""
         if lr is not None:
             set_learning_rate(self.optimizer, lr)
         with autocast(self.device, self.precision):
-            output = self.module(frames, mask)
+            output = self.module(frames, mask, **(inputs or {}))
         if self.model_loss is not None:  # the model's own loss on its training output (docs/architecture.md)
             loss = self.model_loss(output, labels, self.loss_name)
         else:

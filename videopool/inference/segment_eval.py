@@ -1,0 +1,99 @@
+"""Segment-level evaluation: the 2019 metric (segment mAP@100,000, spec §8.6) of a segment model on rated segments.
+
+Every rated segment of the data is scored for the evaluated classes; each class's submission is its segments in
+descending score (ties in segment-id order), cut at ``top_n`` and scored by
+:func:`videopool.metrics.segment.segment_average_precisions`, which drops the unrated pairs as the official script
+does. Only rated segments are scored (not every 5 seconds of every video, as ``videopool localize`` does), so an
+unrated segment cannot push a rated one out of a class's top ``top_n``; on the 2019 validate set (237,788 rated
+segments) that only matters for classes with more than 100,000 rated segments, of which there are none.
+
+Memory: the scores of the evaluated classes, ``segments × classes`` float32 (237,788 × 1,000 = 0.95 GB for the
+full 2019 validate set; the demo's few thousand segments × 256 classes are a few MB).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from videopool.core.precision import autocast
+from videopool.metrics.segment import segment_average_precisions
+
+__all__ = ["WholeVideo", "score_rated_segments", "segment_metrics"]
+
+
+@torch.no_grad()
+def score_rated_segments(model: nn.Module, batches: Iterable, *, device: torch.device | str = "cpu",
+                         precision: str = "fp32") -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """``(segment ids, probabilities [S, V], targets [S, V], rated [S, V])`` of the batches of a
+    :class:`~videopool.data.segments.SegmentLoader`; the model runs in eval mode and gets the whole video
+    only when it needs it (``needs_video_context``)."""
+    was_training = model.training
+    model.eval()
+    needs_video = bool(getattr(model, "needs_video_context", False))
+    ids: list[str] = []
+    scores, targets, rated = [], [], []
+    try:
+        for batch in batches:
+            batch = batch.to(device)
+            extra = batch.model_inputs() if needs_video else {}
+            with autocast(torch.device(device), precision):
+                probabilities = model(batch.frames, batch.mask, **extra)
+            probabilities = probabilities.float().cpu()
+            if not bool(torch.isfinite(probabilities).all()):
+                raise ValueError(f"the model gave non-finite scores for segments {batch.ids[:4]}")
+            ids.extend(batch.ids)
+            scores.append(probabilities.numpy())
+            targets.append(batch.targets.cpu().numpy())
+            rated.append(batch.rated.cpu().numpy())
+    finally:
+        model.train(was_training)
+    if not ids:
+        raise ValueError("no rated segment to evaluate: the data holds no segment ratings "
+                         "(segment_labels / segment_start_times / segment_scores)")
+    return ids, np.concatenate(scores), np.concatenate(targets), np.concatenate(rated)
+
+
+def segment_metrics(ids: Sequence[str], scores: np.ndarray, targets: np.ndarray, rated: np.ndarray, *,
+                    classes: Sequence[int] | None = None, top_n: int = 100_000) -> dict[str, Any]:
+    """Segment mAP@``top_n`` over ``classes`` (default: every class with a rated positive) and the per-class APs.
+
+    Returns ``segment_map``, ``per_class_ap`` (class id -> AP), ``num_segments``, ``num_rated_pairs``,
+    ``num_positive_pairs``, ``num_classes`` (evaluated), ``rated_pair_loss`` (mean BCE over rated pairs)."""
+    ids = list(ids)
+    if len(set(ids)) != len(ids):
+        raise ValueError("a segment appears twice in the evaluation data (the same video in two files?)")
+    rows, cols = np.nonzero(rated)
+    truth = {(ids[r], int(c)): float(targets[r, c]) for r, c in zip(rows, cols)}
+    positives = set(int(c) for r, c in zip(rows, cols) if targets[r, c] > 0)
+    wanted = sorted(positives) if classes is None else [int(c) for c in classes if int(c) in positives]
+    if not wanted:
+        raise ValueError("no evaluated class has a rated positive segment: segment mAP is undefined")
+    order_ids = np.asarray(ids)
+    submission = {}
+    for c in wanted:
+        order = np.lexsort((order_ids, -scores[:, c]))[:top_n]  # score descending, then segment id
+        submission[c] = order_ids[order].tolist()
+    aps = segment_average_precisions(submission, truth, top_n, missing_positives="skip")
+    p = np.clip(scores[rows, cols].astype(np.float64), 1e-7, 1 - 1e-7)
+    y = targets[rows, cols].astype(np.float64)
+    loss = float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean()) if len(p) else float("nan")
+    return {"segment_map": float(np.mean(list(aps.values()))), "per_class_ap": aps, "num_segments": len(ids),
+            "num_rated_pairs": int(len(rows)), "num_positive_pairs": int((y > 0).sum()), "num_classes": len(aps),
+            "rated_pair_loss": loss, "top_n": top_n}
+
+
+class WholeVideo(nn.Module):
+    """A segment model applied to whole videos (the video is both the segment and its context), so the
+    video-level metrics of :func:`videopool.inference.evaluate` can be computed for it."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.output_size = model.output_size
+
+    def forward(self, frames, mask=None):
+        return self.model(frames, mask, frames, mask)
