@@ -91,6 +91,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="videopool-demo/data", help="demo data dir (made if missing)")
     p.add_argument("--only", nargs="*", choices=sorted(GROUPS), help="groups to run (default: all)")
+    p.add_argument("--rows", nargs="*", help="of those groups' rows, train only these (the report shows all)")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--num-frames", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
@@ -218,6 +219,11 @@ def selected(args: argparse.Namespace, cache: dict) -> tuple[list[str], dict[str
     """The rows of the chosen groups and, per row, the cached runs of the requested seeds."""
     groups = args.only or list(GROUPS)
     names = list(dict.fromkeys(n for g in groups for n in GROUPS[g][1]))
+    if args.rows:
+        unknown = sorted(set(args.rows) - set(names))
+        if unknown:
+            raise SystemExit(f"--rows {' '.join(unknown)}: not a row of {', '.join(groups)}")
+        names = [n for n in names if n in args.rows]
     seeds = [str(s) for s in range(args.seed, args.seed + args.seeds)]
     results = {}
     for name in cache["runs"]:
@@ -290,7 +296,8 @@ def main(argv: list[str] | None = None) -> None:
     names, _ = selected(args, cache)
     if not args.report_only:
         ensure_data(args.data)
-        signatures = {name: signature(name) for name in names}
+        every_row = dict.fromkeys(n for _, rows in GROUPS.values() for n in rows)
+        signatures = {name: signature(name) for name in every_row}  # shares runs across all groups
         todo = [(seed, name) for seed in range(args.seed, args.seed + args.seeds) for name in names]
         for i, (seed, name) in enumerate(todo, 1):  # seed-major: an interrupted sweep has whole seeds
             found = cached_or_shared(cache, name, seed, args, signatures)
