@@ -91,7 +91,8 @@ def run(args) -> int:
         from videopool.inference.timeline import plot_timeline
 
         if found.timeline is None:
-            raise UserError(f"--plot {args.plot}: no video with this id (and segments) in --data")
+            raise UserError(f"--plot {args.plot}: no video with this id (and segments) in --data; the submission "
+                            f"{args.out} was written, the timeline was not")
         plot_timeline(args.plot_out, found.timeline, class_ids, class_names=names)
         print(f"wrote the timeline of video {args.plot} to {args.plot_out}")
     return 0

@@ -37,6 +37,7 @@ def plot_timeline(path: str | os.PathLike, timeline, class_ids: Sequence[int], *
                   class_names: Mapping[int, str] | Sequence[str] | None = None, top: int = 5) -> str:
     """Save the timeline PNG of ``timeline`` (a :class:`videopool.inference.localize.Timeline`); returns ``path``."""
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
     order = np.argsort(timeline.starts, kind="stable")
@@ -61,7 +62,7 @@ def plot_timeline(path: str | os.PathLike, timeline, class_ids: Sequence[int], *
         ax.tick_params(labelsize=8)
         ax.grid(axis="x", alpha=0.3)
     axes[-1].set_xlabel("time in the video (seconds; one step per 5-second segment)", fontsize=9)
-    handles = [Patch(color="tab:blue", label="segment score")]
+    handles = [Line2D([], [], color="tab:blue", lw=1.5, label="segment score (0 to 1)")]
     if rated:
         handles += [Patch(color="tab:green", alpha=0.25, label="rated positive"),
                     Patch(facecolor="tab:red", alpha=0.15, hatch="//", label="rated negative")]
