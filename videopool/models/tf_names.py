@@ -1,4 +1,4 @@
-"""TF1 checkpoint variable names -> videopool state-dict names (WILLOW, NLVLAD), as pure functions on names.
+"""TF1 checkpoint variable names -> videopool state-dict names (WILLOW, NLVLAD, NeXtVLAD), as pure functions on names.
 
 The TF1 reference models (WILLOW ``NetVLADModelLF``/``NetFVModelLF``/``*DbofModelLF``, YongyiTang92's non-local
 NetVLAD) keep every dense weight in ``[in, out]`` layout, and so does videopool, so a variable loads by name
@@ -6,7 +6,8 @@ without a transpose; only the input batch norm needs more than a rename: TF norm
 columns with one ``input_bn``, videopool keeps one batch norm per modality (``poolings.rgb.input_norm`` =
 columns 0-1023, ``poolings.audio.input_norm`` = columns 1024-1151). Nothing here imports TensorFlow: the
 caller reads the checkpoint (``tf.train.load_checkpoint``, any tensor-bundle reader, or a ``.npz`` of it) and
-hands over names and arrays. ``videopool import-tf`` (issue 13) is meant to reuse these functions.
+hands over names and arrays (:mod:`videopool.data.tf_checkpoint` reads checkpoints). ``videopool import-tf``
+(:mod:`videopool.models.tf_import`) builds on these functions.
 
 =======================================================  ==========================================================
 TF variable (optionally under ``tower/``)                videopool parameter / buffer
@@ -22,6 +23,11 @@ TF variable (optionally under ``tower/``)                videopool parameter / b
 ``<stream>/nonlocal_layer/nonlocal_*`` (shared blocks)   ``poolings.<m>.pooling.nonlocal_blocks.0.nonlocal_*``
 ``hidden1_weights``, ``hidden1_biases``, ``hidden1_bn``  ``hidden.weight``, ``hidden.bias``, ``hidden.batch_norm``
 ``gating_weights_2``, ``gating_bn/*``                    ``gating.weight``, ``gating.batch_norm.*``
+``gating_weights_1`` (NeXtVLAD SE gating)                ``gating.reduce_weight``
+``<stream>/fully_connected/{weights,biases}``            ``poolings.<m>.pooling.expansion_{weights,biases}``
+``<stream>/fully_connected_1/{weights,biases}``          ``poolings.<m>.pooling.attention_{weights,biases}``
+                                                         (NeXtVLAD, :attr:`NeXtVLAD.tf_variable_names`)
+``fully_connected/{weights,biases}`` (LogisticModel)     ``classifier.weight``, ``classifier.bias``
 ``gates/weights``                                        ``classifier.gate_weight``
 ``experts/weights``, ``experts/biases``                  ``classifier.expert_weight``, ``classifier.expert_bias``
 ``gating_prob_weights``, ``gating_prob_bn/*``            ``classifier.prob_gating.weight``,
@@ -30,7 +36,7 @@ TF variable (optionally under ``tower/``)                videopool parameter / b
 ``.../Adam_1``, ``beta1_power``, ``beta2_power``)
 =======================================================  ==========================================================
 
-Names outside this table (recurrent kernels, which need a split and a gate reordering; NeXtVLAD) raise
+Names outside this table (recurrent kernels, which need a split and a gate reordering; the NeXtVLAD mixture) raise
 ``KeyError``: a silent skip would leave a randomly initialised parameter behind.
 """
 
@@ -40,6 +46,8 @@ import re
 from typing import Iterable, Mapping, NamedTuple
 
 import numpy as np
+
+from videopool.layers.nextvlad import NeXtVLAD
 
 __all__ = ["TF_SKIPPED", "TFTarget", "convert_tf_weights", "is_skipped_tf_name", "tf_to_videopool"]
 
@@ -59,7 +67,12 @@ _HEAD = {
     "experts/biases": "classifier.expert_bias",
     "gating_prob_weights": "classifier.prob_gating.weight",
     "gating_prob_biases": "classifier.prob_gating.bias",
+    "gating_weights_1": "gating.reduce_weight",  # NeXtVLAD's SE gating bottleneck
+    "fully_connected/weights": "classifier.weight",  # LogisticModel (slim.fully_connected)
+    "fully_connected/biases": "classifier.bias",
 }
+# NeXtVLAD's two slim.fully_connected layers inside a stream scope (the other names are shared with NetVLAD)
+_STREAM_DENSE = {key: value for key, value in NeXtVLAD.tf_variable_names.items() if key.startswith("fully_connected")}
 _HEAD_BN = {"hidden1_bn": "hidden.batch_norm", "gating_bn": "gating.batch_norm",
             "gating_prob_bn": "classifier.prob_gating.batch_norm"}
 
@@ -125,6 +138,8 @@ def tf_to_videopool(tf_name: str, modalities: Mapping[str, int] | Iterable[str] 
             return [TFTarget(f"{prefix}nonlocal_blocks.0.{inner_leaf}")]
         if inner_scope and inner_leaf in _BN_FIELDS and "/" not in inner_scope:
             return [TFTarget(f"{prefix}{inner_scope}.{_BN_FIELDS[inner_leaf]}")]
+        if rest in _STREAM_DENSE:
+            return [TFTarget(prefix + _STREAM_DENSE[rest])]
         if not inner_scope:
             return [TFTarget(prefix + rest)]
     raise KeyError(f"no videopool parameter is known for the TF variable {tf_name!r} (see videopool.models.tf_names)")
