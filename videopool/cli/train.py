@@ -19,6 +19,7 @@ from videopool.cli.options import add_bad_record_options
 
 # flag name -> TrainConfig field, for flags that only override when given
 _FLAGS = {
+    "init_from": "init_from",
     "train_data": "train_data", "val_data": "val_data", "batch_size": "batch_size", "lr": "learning_rate",
     "max_steps": "max_steps", "epochs": "epochs", "precision": "precision", "seed": "seed",
     "eval_every": "eval_every", "checkpoint_every": "checkpoint_every", "workers": "workers",
@@ -48,6 +49,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1 ...")
     p.add_argument("--seed", type=int)
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--init-from", metavar="RUN_OR_CHECKPOINT",
+                   help="start from the weights of this run (e.g. one made by `videopool import-tf`) with a fresh "
+                        "optimizer and step counter; its model and model settings are used when --model is not given")
     p.add_argument("--eval-every", type=int, metavar="N", help="validate (and checkpoint) every N steps")
     p.add_argument("--checkpoint-every", type=int, metavar="N")
     p.add_argument("--workers", type=int, help="data-loading processes (default: 0 on a CPU machine with <= 2 cores, else 1)")

@@ -46,7 +46,8 @@ def build_config(
                 f"{out!r} already holds a training run; pass --resume to continue it, or choose another --out"
             )
         file_values = load_yaml_config(config_file) if config_file else {}
-        model = model or file_values.pop("model", None)
+        init_layers = _init_from_layers(overrides.get("init_from") or file_values.get("init_from"), model)
+        model = model or file_values.pop("model", None) or (init_layers[0][1]["model"] if init_layers else None)
         file_values.pop("model", None)
         if not model:
             raise UserError("no model given: pass --model NAME (see `videopool models`) or put `model:` in --config")
@@ -56,13 +57,32 @@ def build_config(
         recipe_source = f"recipe of {model!r}"
         recipe = dict(get_recipe(model))
         TrainConfig.from_dict(recipe, recipe_source)  # strict: a recipe holds TrainConfig fields only
-        layers = [(recipe_source, recipe), (f"--config {config_file}", file_values), command_line]
+        layers = [(recipe_source, recipe), *[(s, {k: v for k, v in layer.items() if k != "model"})
+                                             for s, layer in init_layers],
+                  (f"--config {config_file}", file_values), command_line]
         config = resolve_train_config(model, layers)
     resolve_config(config.model, num_classes=config.num_classes, **config.model_overrides)
     from videopool.core.precision import resolve_device
 
     resolve_device(config.device)  # --device cuda on a CPU-only torch is an error now, not at the first step
     return config
+
+
+def _init_from_layers(init_from: str | None, model: str | None) -> list[tuple[str, dict[str, Any]]]:
+    """``train --init-from RUN``: the model name and model settings stored in RUN's checkpoint, as a config layer
+    (``[]`` without ``--init-from``), so that the new run builds the same model and the weights load."""
+    if not init_from:
+        return []
+    from videopool.models.checkpoint import find_checkpoint, read_info
+
+    stored = read_info(find_checkpoint(init_from)).get("train_config") or {}
+    if not stored.get("model"):
+        raise UserError(f"--init-from {init_from!r}: its checkpoint records no model name; pass --model and the "
+                        "same --set model keys it was built with")
+    if model and model != stored["model"]:
+        raise UserError(f"--model {model!r} differs from the model {stored['model']!r} of --init-from {init_from}")
+    return [(f"model of --init-from {init_from}",
+             {"model": stored["model"], "model_overrides": dict(stored.get("model_overrides") or {})})]
 
 
 def _check_run_directory(out: str) -> None:

@@ -111,6 +111,8 @@ class Trainer:
 
         self.model = self.build_model()
         resume_state = self._load_resume() if resume else None
+        if config.init_from and resume_state is None:  # train --init-from: another run's weights, fresh optimizer
+            ckpt.load_weights_into(self.model, ckpt.find_checkpoint(config.init_from))
         self.model.to(self.device).train()
         master = prepare_bf16(self.model, self.precision, config.bf16_scheme, config.bf16_master_min_numel)
         module = self.model
