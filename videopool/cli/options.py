@@ -85,6 +85,10 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
                    help="run the model through torch.compile: a few seconds to compile, then up to ~15%% faster "
                         "on CPU for large runs (batches are padded to --num-frames)")
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of --sampling random")
+    p.add_argument("--test-time-samples", type=positive_int, default=1, metavar="R",
+                   help="with --sampling random: average the predictions of R random samplings of every video "
+                        "(sample r is that of --seed SEED+r; each video read once; a batch holds --batch-size // R "
+                        "videos); default 1")
     add_bad_record_options(p)
 
 
@@ -98,9 +102,21 @@ def inference_loader(args: argparse.Namespace, info: dict[str, Any], device: tor
     num_frames = inference_num_frames(args.sampling, args.num_frames, info.get("train_config", {}).get("num_frames"))
     features = (info.get("model_config") or {}).get("modalities")
     max_bad = DEFAULT_MAX_BAD_RECORDS if args.max_bad_records is None else args.max_bad_records
-    loader = make_loader(args.data, num_classes=int(info["num_classes"]), batch_size=args.batch_size,
-                         strategy=args.sampling, num_frames=num_frames, shuffle=False, seed=args.seed,
+    samples = getattr(args, "test_time_samples", 1)
+    strategy, read_frames, batch_size = args.sampling, num_frames, args.batch_size
+    if samples > 1:  # every frame is read once and the R samplings drawn per batch (videopool.inference.resampling)
+        from videopool.inference.predict import MAX_FRAMES
+        from videopool.inference.resampling import check_test_time_samples
+
+        check_test_time_samples(args.sampling, samples)
+        strategy, read_frames, batch_size = "all", MAX_FRAMES, max(1, args.batch_size // samples)
+    loader = make_loader(args.data, num_classes=int(info["num_classes"]), batch_size=batch_size,
+                         strategy=strategy, num_frames=read_frames, shuffle=False, seed=args.seed,
                          workers=args.workers, device=device, what="--data", on_bad_record=args.on_bad_record,
                          max_bad_records=max_bad, on_skip=skip_reporter(args.command), features=features,
                          trainable=False)
+    if samples > 1:
+        from videopool.inference.resampling import ResamplingCollate
+
+        loader.collate_fn = ResamplingCollate(samples, num_frames, args.seed, loader.dataset)
     return loader, num_frames

@@ -31,6 +31,7 @@ from torch import nn
 
 from videopool.data import read_vocabulary
 from videopool.inference.formats import VideoPredictionWriter
+from videopool.inference.resampling import TEST_TIME_SAMPLES, average_samples
 
 
 
@@ -60,6 +61,9 @@ def run_inference(
     afterwards. ``precision`` is ``"fp32"`` or ``"bf16"`` (a bf16 copy, see module doc).
     ``compile`` runs it through ``torch.compile`` with every batch padded to ``num_frames``
     frames (the loader's cap; the longest batch so far when not given), see module doc.
+
+    A batch of test-time resampling (:mod:`videopool.inference.resampling`) holds R rows per video; their
+    probabilities are averaged.
     """
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"inference precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -70,19 +74,23 @@ def run_inference(
     runner.eval()
     if compile:
         runner = torch.compile(runner)
+    reset = getattr(getattr(loader, "collate_fn", None), "reset", None)
+    if reset is not None:  # test-time resampling: every pass draws the same samples
+        reset()
     try:
         for batch in loader:
             batch = batch.to(device, non_blocking=True)
             frames = {name: x.to(dtype) for name, x in batch.frames.items()}
-            mask = batch.mask
+            mask, samples = batch.mask, batch.extra.get(TEST_TIME_SAMPLES, 1)
             if compile:
                 num_frames = max(num_frames or 0, mask.shape[1])
                 frames, mask = static_frame_count(frames, mask, num_frames)
             try:
-                probabilities = runner(frames, mask)[: len(batch.ids)].float().cpu()
+                probabilities = runner(frames, mask)[: len(batch.ids) * samples].float().cpu()
             except torch._dynamo.exc.BackendCompilerFailed as err:
                 raise CompileError(f"torch.compile could not compile the model ({err}); run without compile "
                                    "(drop --compile)") from err
+            probabilities = average_samples(probabilities, samples)
             check_finite_scores(batch.ids, probabilities)
             yield batch.ids, probabilities, batch.labels.cpu()
     finally:

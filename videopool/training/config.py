@@ -27,6 +27,7 @@ from videopool.models.losses import LOSSES
 from videopool.models.overrides import key_hint, resolve_key
 from videopool.training.optim import CLIP_MODES
 from videopool.training.step import BF16_SCHEMES
+from videopool.training.weight_averaging import WEIGHT_AVERAGINGS
 
 
 @dataclass
@@ -63,6 +64,11 @@ class TrainConfig:
     # each validation/checkpoint (videopool.training.batch_norm); 0 keeps the TF moving averages
     eval_sampling: str = "all"  # EVAL_SAMPLINGS: frames used in validation: all (masked) | uniform | random
     eval_batch_size: int | None = None
+    # in-training weight averaging (videopool.training.weight_averaging): validation, best/last and the step
+    # checkpoints hold the averaged weights once averaging has begun; the trained weights live in the resume state
+    weight_averaging: str = "none"  # WEIGHT_AVERAGINGS: none | ema | swa
+    ema_decay: float = 0.999  # ema: θ̄ ← decay · θ̄ + (1 - decay) · θ after every step
+    swa_start: int = 0  # swa: equal-weight mean of the weights after every step >= swa_start
     # execution
     precision: str = "auto"  # PRECISIONS: auto | bf16 | fp32 (see videopool.core.precision)
     bf16_scheme: str = "master_weights"  # BF16_SCHEMES: master_weights | autocast
@@ -82,6 +88,7 @@ class TrainConfig:
         check_choice("eval_sampling", self.eval_sampling, EVAL_SAMPLINGS)
         check_choice("precision", self.precision, PRECISIONS)
         check_choice("bf16_scheme", self.bf16_scheme, BF16_SCHEMES)
+        check_choice("weight_averaging", self.weight_averaging, WEIGHT_AVERAGINGS)
         for name in ("batch_size", "num_frames"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -111,11 +118,14 @@ class TrainConfig:
         for index, beta in enumerate(self.adam_betas):
             if not 0 <= beta < 1:
                 raise ConfigError(f"adam_betas[{index}] must be in [0, 1), got {beta!r}")
+        if not 0 <= self.ema_decay < 1:
+            raise ConfigError(f"ema_decay must be in [0, 1) (0.999 averages over ~1000 steps), "
+                              f"got {self.ema_decay!r}")
         if not 0 < self.adam_epsilon < math.inf:
             raise ConfigError(f"adam_epsilon must be a positive number, got {self.adam_epsilon!r}")
         minimum = {"lr_decay_examples": 1, "log_every": 1, "eval_batch_size": 1, "num_classes": 1, "eval_every": 0,
                    "checkpoint_every": 0, "keep_checkpoints": 0, "bn_recompute_batches": 0,
-                   "bf16_master_min_numel": 0, "workers": 0, "seed": 0}
+                   "bf16_master_min_numel": 0, "workers": 0, "seed": 0, "swa_start": 0}
         for name, least in minimum.items():
             value = getattr(self, name)
             if value is not None and value < least:

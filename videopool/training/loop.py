@@ -53,6 +53,7 @@ from videopool.training.resume import (newest_complete_state, newest_step_on_dis
 from videopool.training.run_lock import RunLock
 from videopool.training.run_log import RunLogger
 from videopool.training.step import NonFiniteLossError, TrainStep, prepare_bf16
+from videopool.training.weight_averaging import WeightAveraging
 
 
 @dataclass
@@ -125,6 +126,12 @@ class Trainer:
             regularization_penalty=config.regularization_penalty, adam_betas=tuple(config.adam_betas),
             adam_epsilon=config.adam_epsilon)
         self.optimizer = self.step_fn.optimizer
+        self.averaging = None  # weight_averaging: ema | swa (videopool.training.weight_averaging)
+        if config.weight_averaging != "none":
+            self.averaging = WeightAveraging(self.model, config.weight_averaging, ema_decay=config.ema_decay,
+                                             swa_start=config.swa_start, master=master)
+            if resume_state is not None and "averaging" in resume_state:
+                self.averaging.load_state_dict(resume_state["averaging"], resume_state["step_weights"])
         self.pending_rng = None  # restored once the data iterator exists (see train_one_epoch)
         if resume_state is not None:
             self.optimizer.load_state_dict(resume_state["optimizer"])
@@ -161,6 +168,9 @@ class Trainer:
             return None
         resume_state, weights, path = found
         ckpt.load_weights_into(self.model, path, weights)
+        if "trained_weights" in resume_state:  # weight averaging: the step file holds the average, this the model
+            self.model.load_state_dict(resume_state["trained_weights"], strict=True)
+            resume_state["step_weights"] = weights
         self.state = TrainState(**resume_state["state"])
         self.complete_step = self.state.step
         if self.ctx.is_main:
@@ -208,12 +218,22 @@ class Trainer:
         step_path = step_weights_path(self.run_dir, step)
         with self._disk_full_note():
             if rewrite_weights or self.state.last_saved_step != step or not os.path.exists(step_path):
-                ckpt.save_weights(step_path, self.step_fn.state_dict_fp32(), self.info(metrics))
+                model = self.eval_model()  # the weight average, when there is one
+                weights = self.step_fn.state_dict_fp32() if model is self.model else model.state_dict()
+                ckpt.save_weights(step_path, weights, self.info(metrics))
                 self.state.last_saved_step = step
             if best:
                 link_atomically(step_path, os.path.join(self.run_dir, "best.safetensors"))
             self._resume_payload = {"state": None, "optimizer": self.optimizer.state_dict(), "rng": rng}
+            if self.averaging is not None:  # the trained weights, which the step file does not hold then
+                self._resume_payload.update(averaging=self.averaging.state_dict(),
+                                            trained_weights=self.step_fn.state_dict_fp32())
             self._commit()
+
+    def eval_model(self) -> nn.Module:
+        """What validation, precise BN and the checkpoints see: the weight average once it holds a step, else the
+        trained model."""
+        return self.averaging.model if self.averaging is not None and self.averaging.active else self.model
 
     def _commit(self) -> None:
         """Write the resume state of this step (its weights are on disk) and point ``last``/``resume.pt`` at it."""
@@ -321,6 +341,8 @@ class Trainer:
             raise NonFiniteLossError(self._nan_message(str(err), batch.ids, self.state.step + 1)) from None
         self.state.step += 1
         self.state.examples_seen += len(batch) * self.ctx.world_size
+        if self.averaging is not None:
+            self.averaging.update(self.state.step)
         self.last_lr, self.last_ids = lr, batch.ids
         return float(loss)
 
@@ -392,14 +414,14 @@ class Trainer:
                              strategy=c.eval_sampling, num_frames=num_frames, shuffle=False, seed=c.seed,
                              workers=self.workers, rank=self.ctx.rank, world_size=self.ctx.world_size,
                              device=self.device, what="--val-data", **self._bad_data_options("val"))
-        return evaluate(self.model, loader, device=self.device, precision=self.precision, loss=c.loss, ctx=self.ctx,
-                        num_frames=num_frames)
+        return evaluate(self.eval_model(), loader, device=self.device, precision=self.precision, loss=c.loss,
+                        ctx=self.ctx, num_frames=num_frames)
 
     def refresh_batch_norm(self) -> bool:
         """Precise BN before validating/saving (see :mod:`videopool.training.batch_norm`); True when it changed the
         BN statistics (so a checkpoint of this step written before it is out of date)."""
-        wanted = self.config.bn_recompute_batches
-        if wanted <= 0 or not batch_norm_layers(self.model):
+        wanted, model = self.config.bn_recompute_batches, self.eval_model()
+        if wanted <= 0 or not batch_norm_layers(model):
             return False
         rng = rng_state()  # the extra loader must not shift the training run's random stream
         batches = itertools.islice(self.train_loader(self.state.epoch + 7919), wanted)
@@ -407,11 +429,11 @@ class Trainer:
         def forward(batch) -> None:
             batch = batch.to(self.device)
             with autocast(self.device, self.precision):
-                self.model(batch.frames, batch.mask)
+                model(batch.frames, batch.mask)
 
-        recompute_batch_norm(self.model, batches, forward)
+        recompute_batch_norm(model, batches, forward)
         if self.ctx.enabled:  # every rank evaluates (and rank 0 saves) the same statistics
-            for layer in batch_norm_layers(self.model):
+            for layer in batch_norm_layers(model):
                 torch.distributed.broadcast(layer.running_mean, 0)
                 torch.distributed.broadcast(layer.running_var, 0)
         set_rng_state(rng)
@@ -456,7 +478,7 @@ class Trainer:
                                     os.path.join(self.run_dir, "best.safetensors"))
                 if self._resume_payload is None:  # resumed with the validation pending: reuse the saved state
                     saved = torch.load(step_resume_path(self.run_dir, step), map_location="cpu", weights_only=False)
-                    self._resume_payload = {"optimizer": saved["optimizer"], "rng": saved["rng"]}
+                    self._resume_payload = {k: v for k, v in saved.items() if k != "state"}
                 self._commit()
         return metrics
 
