@@ -155,6 +155,13 @@ BAD_INPUTS = [
     (["models", "--num-classes", "0"], "--num-classes: must be a positive integer, got '0'"),  # was ConfigError
     (["models", "--num-classes", "many"], "--num-classes: invalid int value: 'many'"),
     (["models", "--num-classes", "99999999999"], "num_classes 99,999,999,999 is more than 1,000,000"),
+    # localize, check-submission
+    (["localize", "{run}", "--data", "{validate}", "--out", "{data}"], "--out: '{data}' is a directory"),
+    (["localize", "{run}", "--data", "{validate}", "--out", "{tmp}/s.csv", "--classes", "{files}/missing.csv"],
+     "missing.csv' does not exist"),
+    (["localize", "{run}", "--data", "{validate}", "--out", "{tmp}/s.csv", "--plot", "v001"], "go together"),
+    (["check-submission", "{tmp}/missing.csv"], "missing.csv' does not exist"),
+    (["check-submission", "{data}", "--top-n", "0"], "--top-n: must be a positive integer, got '0'"),
     # no sub-command of that name
     (["trian"], "invalid choice: 'trian'"),
 ]

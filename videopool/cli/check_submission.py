@@ -27,13 +27,13 @@ def run(args) -> int:
     import os
 
     from videopool.core.errors import UserError
-    from videopool.inference.formats import read_class_ids
+    from videopool.cli.localize import class_whitelist
     from videopool.inference.submission_check import check_submission
 
     if not os.path.isfile(args.file):
         raise UserError(f"FILE {args.file!r} " + ("is a directory; give the submission CSV" if os.path.isdir(args.file)
                                                   else "does not exist"))
-    class_ids = read_class_ids(args.classes) if args.classes else None
+    class_ids = class_whitelist(args.classes) if args.classes else None
     report = check_submission(args.file, class_ids, top_n=args.top_n)
     for line in report.lines(per_kind=args.max_lines):
         print(line)

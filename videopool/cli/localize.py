@@ -53,7 +53,6 @@ def run(args) -> int:
     from videopool.core.precision import resolve_device, resolve_precision
     from videopool.data.errors import DEFAULT_MAX_BAD_RECORDS
     from videopool.data.loader import make_loader
-    from videopool.inference.formats import read_class_ids
     from videopool.inference.localize import localize
     from videopool.models import load_model
 
@@ -62,7 +61,7 @@ def run(args) -> int:
     device = resolve_device(args.device)
     model, info = load_model(args.checkpoint, device)
     num_classes = int(info["num_classes"])
-    class_ids = read_class_ids(args.classes) if args.classes else list(range(num_classes))
+    class_ids = class_whitelist(args.classes) if args.classes else list(range(num_classes))
     outside = [c for c in class_ids if c >= num_classes]
     if outside:
         raise UserError(f"--classes {args.classes}: class id {outside[0]} is outside the model's {num_classes} "
@@ -96,6 +95,19 @@ def run(args) -> int:
         plot_timeline(args.plot_out, found.timeline, class_ids, class_names=names)
         print(f"wrote the timeline of video {args.plot} to {args.plot_out}")
     return 0
+
+
+def class_whitelist(path: str) -> list[int]:
+    """The ids of a --classes file, or a one-line error naming it."""
+    import os
+
+    from videopool.core.errors import UserError
+    from videopool.inference.formats import read_class_ids
+
+    if not os.path.isfile(path):
+        raise UserError(f"--classes {path!r} " + ("is a directory; give the whitelist CSV" if os.path.isdir(path)
+                                                  else "does not exist"))
+    return read_class_ids(path)
 
 
 def _class_names(path: str, num_classes: int) -> dict[int, str]:
