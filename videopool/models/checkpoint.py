@@ -71,6 +71,31 @@ def write_safetensors(handle: BinaryIO, tensors: dict[str, torch.Tensor], metada
 
     Tensors are laid out by decreasing element size, then name, after a header padded to 8 bytes, so each one is
     aligned to its element size (as the safetensors library does)."""
+    order, header, checksum_at = _safetensors_layout(tensors, metadata)
+    start = handle.tell()
+    handle.write(struct.pack("<Q", len(header)) + header)
+    digest = hashlib.sha256()
+    for name in order:
+        data = _tensor_bytes(tensors[name])
+        digest.update(data)
+        handle.write(data)
+    checksum = digest.hexdigest()
+    end = handle.tell()
+    handle.seek(start + checksum_at)
+    handle.write(checksum.encode())
+    handle.seek(end)
+    return checksum
+
+
+def safetensors_size(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> int:
+    """The exact size in bytes of the file :func:`write_safetensors` writes; only shapes and dtypes are read, so
+    tensors on the ``meta`` device give the size of a model that was never materialised."""
+    _, header, _ = _safetensors_layout(tensors, metadata)
+    return 8 + len(header) + sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+def _safetensors_layout(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> tuple[list[str], bytes, int]:
+    """``(tensor order, header bytes, offset of the checksum placeholder in the file)``."""
     order = sorted(tensors, key=lambda n: (-tensors[n].element_size(), n))
     entries, offset = {}, 0
     for name in order:
@@ -86,19 +111,7 @@ def write_safetensors(handle: BinaryIO, tensors: dict[str, torch.Tensor], metada
     header = (prefix + json.dumps(_PLACEHOLDER) + "".join(f",{json.dumps(k)}:{json.dumps(v)}" for k, v in others.items())
               + "}" + "".join(f",{json.dumps(k)}:{json.dumps(v)}" for k, v in entries.items()) + "}").encode()
     header += b" " * (-(8 + len(header)) % 8)
-    start = handle.tell()
-    handle.write(struct.pack("<Q", len(header)) + header)
-    digest = hashlib.sha256()
-    for name in order:
-        data = _tensor_bytes(tensors[name])
-        digest.update(data)
-        handle.write(data)
-    checksum = digest.hexdigest()
-    end = handle.tell()
-    handle.seek(start + 8 + len(prefix.encode()) + 1)  # + 1: the opening quote of the placeholder
-    handle.write(checksum.encode())
-    handle.seek(end)
-    return checksum
+    return order, header, 8 + len(prefix.encode()) + 1  # + 1: the opening quote of the placeholder
 
 
 def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
@@ -200,11 +213,18 @@ def read_info(path: str) -> dict[str, Any]:
 
 
 def read_weights(path: str, verify: bool = True) -> dict[str, torch.Tensor]:
-    """The tensors of ``path``, after checking them against the stored checksum (``verify``)."""
+    """The tensors of ``path``, after checking them against the stored checksum (``verify``); floating tensors
+    come back as fp32 whatever the storage mode the file was written with."""
     if verify:
         verify_checksum(path)
     with safe_open(path, framework="pt") as f:
-        return {name: f.get_tensor(name) for name in f.keys()}
+        tensors = {name: f.get_tensor(name) for name in f.keys()}
+        metadata = f.metadata() or {}
+    # A compact checkpoint (bf16 / fp16 / int8, videopool.models.storage) is dequantised to fp32 here, so every
+    # reader sees the same tensors as from an fp32 one. storage.py writes through this module, hence the late import.
+    from videopool.models.storage import decode_state
+
+    return decode_state(tensors, metadata, path)
 
 
 def check_model_config(path: str, expected: dict[str, Any], found: dict[str, Any]) -> None:
