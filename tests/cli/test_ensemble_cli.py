@@ -18,7 +18,7 @@ def _candidates(trained_run):
     return [str(path) for path in sorted((trained_run / "checkpoints").glob("step-*.safetensors"))]  # 3 kept
 
 
-@pytest.mark.slow  # ~8 s on an idle 2-core machine: three inference passes, a build, evaluate, predict, export
+@pytest.mark.slow  # three inference passes, a build, evaluate, predict and an export trace
 def test_select_build_evaluate_predict_export(trained_run, tiny_data, tmp_path, capsys):
     data = validate_glob(tiny_data)
     selected = tmp_path / "select"

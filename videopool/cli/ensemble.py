@@ -26,10 +26,11 @@ import json
 import os
 
 from videopool.cli.arguments import output_directory, positive_int
-from videopool.cli.options import LazyChoices, add_inference_options
+from videopool.cli.options import add_inference_options
 
 SELECTION_FILE = "selection.json"
 SELECTION_FORMAT = "videopool-ensemble-selection-1"
+MEMBER_FRAMES = ("trained", "all")  # videopool.inference.ensemble_select.MEMBER_FRAMES, without importing torch
 
 
 def add_parser(subparsers) -> None:
@@ -47,8 +48,7 @@ def add_parser(subparsers) -> None:
     s.add_argument("--weights", choices=("counts", "equal"), default="counts",
                    help="counts (default): selection with replacement, weight = times picked; equal: each model "
                         "at most once")
-    s.add_argument("--member-frames", choices=LazyChoices("videopool.inference.ensemble_select", "MEMBER_FRAMES"),
-                   default="trained", metavar="{trained,all}",
+    s.add_argument("--member-frames", choices=MEMBER_FRAMES, default="trained",
                    help="frames each candidate sees per video: its run's training count (uniform subsample, "
                         "default) or every frame the loader gives")
     s.add_argument("--cache", metavar="DIR", type=output_directory, default=None,
@@ -63,22 +63,35 @@ def add_parser(subparsers) -> None:
                    help="a selection.json written by `ensemble select`, or run directories / checkpoints")
     b.add_argument("--out", required=True, metavar="RUN_DIR", type=output_directory,
                    help="writes RUN_DIR/best.safetensors")
-    b.add_argument("--member-frames", choices=("trained", "all"), default=None,
+    b.add_argument("--member-frames", choices=MEMBER_FRAMES, default=None,
                    help="frames each member sees (default: the selection's setting, else trained)")
     b.set_defaults(func=run_build)
 
 
 def run_select(args) -> int:
-    from videopool.core.precision import resolve_device
+    from videopool.cli.options import inference_loader, report_skipped
+    from videopool.core.precision import resolve_device, resolve_precision
     from videopool.inference.ensemble_select import (FrameSettings, bytes_per_thousand_videos,
                                                      candidate_predictions, format_curve, greedy_select, plot_curve)
 
     device = resolve_device(args.device)
-    settings = FrameSettings(args.sampling, args.num_frames, args.seed, args.precision, args.member_frames)
+    # every inference option that changes the scores is part of the cache key
+    options = tuple((name, getattr(args, name)) for name in ("test_time_samples", "layout", "on_bad_record",
+                                                               "max_bad_records") if hasattr(args, name))
+    settings = FrameSettings(args.sampling, args.num_frames, args.seed, resolve_precision(args.precision, device),
+                             args.member_frames, options)
     cache = args.cache or os.path.join(args.out, "cache")
-    found = candidate_predictions(args.runs, args.data, cache, settings, batch_size=args.batch_size, device=device,
-                                  workers=args.workers, compile=args.compile, progress=not args.no_progress,
-                                  on_bad_record=args.on_bad_record, max_bad_records=args.max_bad_records)
+
+    def loader_factory(info):
+        loader, num_frames = inference_loader(args, info, device)
+        loaders.append(loader)
+        return loader, num_frames
+
+    loaders = []
+    found = candidate_predictions(args.runs, args.data, cache, settings, loader_factory=loader_factory,
+                                  device=device, compile=args.compile, progress=not args.no_progress)
+    for loader in loaders[:1]:  # every candidate read the same records
+        report_skipped("ensemble select", loader)
     computed = sum(item.computed for item in found)
     labels = found[0].labels
     selection = greedy_select([item.probabilities for item in found], labels, max_models=args.max_models,

@@ -25,7 +25,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -44,14 +44,26 @@ MEMBER_FRAMES = ("trained", "all")  # a member sees its training frame count (un
 
 @dataclass(frozen=True)
 class FrameSettings:
-    """How the candidates see the validation videos (part of the cache key): the loader's ``sampling``,
-    ``num_frames`` and ``seed``, the inference ``precision``, and ``member_frames`` (:data:`MEMBER_FRAMES`)."""
+    """How the candidates see the validation videos (all of it is part of the cache key): the loader's
+    ``sampling``, ``num_frames`` (None: the default of :func:`~videopool.inference.inference_num_frames`) and
+    ``seed``, the inference ``precision`` (fp32 or bf16), ``member_frames`` (:data:`MEMBER_FRAMES`), and
+    ``options``: any further setting the caller's loader applies (test-time samples, record layout, ...)."""
 
     sampling: str = "all"
     num_frames: int | None = None
     seed: int = 0
     precision: str = "fp32"
     member_frames: str = "trained"
+    options: tuple[tuple[str, Any], ...] = ()
+
+    def key(self) -> dict[str, Any]:
+        return {"sampling": self.sampling, "num_frames": self.num_frames, "seed": self.seed,
+                "precision": self.precision, "member_frames": self.member_frames, "options": list(self.options)}
+
+
+# (checkpoint info with train_config.num_frames set to the loader's frame count) -> (loader, frames per video);
+# the command line passes the loader `evaluate` builds, so a selection reads the data exactly as evaluate does.
+LoaderFactory = Callable[[dict], tuple[Any, int]]
 
 
 @dataclass
@@ -128,25 +140,30 @@ def data_fingerprint(patterns: Sequence[str]) -> list[list[Any]]:
 def cache_key(checkpoint_sha256: str, fingerprint: list, settings: FrameSettings, member_frames: int | None,
               loader_frames: int) -> str:
     text = json.dumps({"format": CACHE_FORMAT, "checkpoint": checkpoint_sha256, "data": fingerprint,
-                       "settings": settings.__dict__, "member_num_frames": member_frames,
+                       "settings": settings.key(), "member_num_frames": member_frames,
                        "loader_num_frames": loader_frames}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def candidate_predictions(runs: Sequence[str], data: Sequence[str], cache_dir: str, settings: FrameSettings, *,
-                          batch_size: int = 256, device: str | torch.device = "cpu", workers: int | None = None,
-                          compile: bool = False, progress: bool = True, on_bad_record: str = "error",
-                          max_bad_records: float | None = None) -> list[Predictions]:
+                          loader_factory: LoaderFactory | None = None, batch_size: int = 256,
+                          device: str | torch.device = "cpu", workers: int | None = None, compile: bool = False,
+                          progress: bool = True) -> list[Predictions]:
     """Every run's (or checkpoint's) validation predictions over ``data``, read from ``cache_dir`` when present,
-    else computed (one inference pass each) and written there; rows aligned on the first candidate's video order."""
-    files = expand_patterns(list(data), "--data")
-    fingerprint = data_fingerprint(files)
+    else computed (one inference pass each) and written there; rows aligned on the first candidate's video order.
+
+    ``loader_factory`` builds the loader (default: :func:`~videopool.data.make_loader` with ``settings``,
+    ``batch_size`` and ``workers``); it is asked for the largest frame count any candidate trained with, which is
+    what the built ensemble's loader serves (``--sampling uniform|random``)."""
+    expand_patterns(list(data), "--data")
+    fingerprint = data_fingerprint(data)
     paths = [os.path.abspath(find_checkpoint(run)) for run in runs]
-    # The loader serves the largest frame count any candidate trained with, as the built ensemble's loader will.
     infos = [read_info(path) for path in paths]
     counts = [trained_frame_count(info) if settings.member_frames == "trained" else None for info in infos]
-    loader_frames = inference_num_frames(settings.sampling, settings.num_frames,
-                                         max((c for c in counts if c is not None), default=None))
+    largest = max((c for c in counts if c is not None), default=None)
+    loader_frames = inference_num_frames(settings.sampling, settings.num_frames, largest)
+    if loader_factory is None:
+        loader_factory = _default_loader_factory(data, settings, batch_size, workers, device)
     found = []
     for path, info, count in zip(paths, infos, counts):
         key = cache_key(data_checksum(path), fingerprint, settings, count, loader_frames)
@@ -155,45 +172,52 @@ def candidate_predictions(runs: Sequence[str], data: Sequence[str], cache_dir: s
             ids, probabilities, labels = read_cache(cache_file)
             found.append(Predictions(path, ids, probabilities, labels, count, cache_file, computed=False))
             continue
-        ids, probabilities, labels = compute_probabilities(
-            path, files, count, loader_frames, settings, batch_size=batch_size, device=device, workers=workers,
-            compile=compile, progress=progress, on_bad_record=on_bad_record, max_bad_records=max_bad_records)
+        train = {**(info.get("train_config") or {}), "num_frames": largest}
+        loader, num_frames = loader_factory({**info, "train_config": train})
+        ids, probabilities, labels = compute_probabilities(path, loader, count, settings.precision, device=device,
+                                                           compile=compile, num_frames=num_frames,
+                                                           progress=progress)
         write_cache(cache_file, ids, probabilities, labels)
         found.append(Predictions(path, ids, probabilities, labels, count, cache_file, computed=True))
     return align(found)
 
 
-def compute_probabilities(path: str, files: list[str], member_frames: int | None, loader_frames: int,
-                          settings: FrameSettings, *, batch_size: int, device, workers, compile: bool,
-                          progress: bool, on_bad_record: str, max_bad_records: float | None
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(ids, float16 probabilities [n, V], bool labels [n, V])`` of the checkpoint ``path`` as a one-member
-    ensemble seeing ``member_frames`` frames per video."""
+def _default_loader_factory(data: Sequence[str], settings: FrameSettings, batch_size: int, workers: int | None,
+                            device) -> LoaderFactory:
+    def build(info: dict) -> tuple[Any, int]:
+        num_frames = inference_num_frames(settings.sampling, settings.num_frames, info["train_config"]["num_frames"])
+        loader = make_loader(list(data), num_classes=int(info["num_classes"]), batch_size=batch_size,
+                             strategy=settings.sampling, num_frames=num_frames, shuffle=False, seed=settings.seed,
+                             workers=workers, device=device, what="--data",
+                             features=(info.get("model_config") or {}).get("modalities"), trainable=False)
+        return loader, num_frames
+
+    return build
+
+
+def compute_probabilities(path: str, loader, member_frames: int | None, precision: str = "fp32", *,
+                          device: str | torch.device = "cpu", compile: bool = False, num_frames: int | None = None,
+                          progress: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(ids, float16 probabilities [n, V], bool labels [n, V])`` of the checkpoint ``path`` over ``loader``, as a
+    one-member ensemble seeing ``member_frames`` frames per video (through the one inference path)."""
     from tqdm.auto import tqdm
 
-    from videopool.data.errors import DEFAULT_MAX_BAD_RECORDS
-
-    model, info = load_model(path, device)
+    model, _ = load_model(path, device)
     if isinstance(model, EnsembleClassifier):
         raise UserError(f"{path!r} is an ensemble; select among the runs it was built from")
     member = EnsembleClassifier(EnsembleConfig([EnsembleMember(model.config, 1.0, member_frames, path)]))
     member.members[0] = model
-    loader = make_loader(files, num_classes=int(info["num_classes"]), batch_size=batch_size,
-                         strategy=settings.sampling, num_frames=loader_frames, shuffle=False, seed=settings.seed,
-                         workers=workers, device=device, what="--data", on_bad_record=on_bad_record,
-                         max_bad_records=DEFAULT_MAX_BAD_RECORDS if max_bad_records is None else max_bad_records,
-                         features=dict(model.config.modalities), trainable=False)
     ids, probabilities, labels = [], [], []
     bar = tqdm(desc=f"predict {run_name(path)}", unit="video", disable=not progress)
-    for batch_ids, scores, truth in run_inference(member.eval(), loader, precision=settings.precision,
-                                                  device=device, compile=compile, num_frames=loader_frames):
+    for batch_ids, scores, truth in run_inference(member.eval(), loader, precision=precision, device=device,
+                                                  compile=compile, num_frames=num_frames):
         ids += batch_ids
         probabilities.append(scores.numpy().astype(np.float16))
         labels.append(truth.numpy() > 0)
         bar.update(len(batch_ids))
     bar.close()
     if not ids:
-        raise UserError(f"--data {' '.join(files)} holds no readable video to select an ensemble on")
+        raise UserError("--data holds no readable video to select an ensemble on")
     return np.array(ids), np.concatenate(probabilities), np.concatenate(labels)
 
 
