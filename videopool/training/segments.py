@@ -193,7 +193,8 @@ class SegmentTrainer(Trainer):
         if not c.val_data:
             return None
         loader = self._loader(c.val_data, "--val-data", False, 0)
-        ids, scores, targets, rated = score_rated_segments(self.model, loader, device=self.device)
+        model = self.eval_model() if hasattr(self, "eval_model") else self.model  # a weight average, if any
+        ids, scores, targets, rated = score_rated_segments(model, loader, device=self.device)
         metrics = segment_metrics(ids, scores, targets, rated)
         metrics.pop("per_class_ap")
         return metrics
