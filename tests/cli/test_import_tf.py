@@ -176,3 +176,17 @@ def test_user_mistakes_exit_2_with_one_line(tmp_path, capsys):
     assert import_fixture("willow_netfv", tmp_path / "run") == 0
     assert import_fixture("willow_netfv", tmp_path / "run") == 2
     assert "already holds a run" in _one_error(capsys)
+
+
+def test_rgb_eigenvalues_fold_linrongcs_preprocessing(tmp_path, capsys):
+    eigenvalues = np.random.default_rng(2).uniform(0.01, 15.0, (2048, 1)).astype(np.float32)
+    np.save(tmp_path / "eigenvals.npy", eigenvalues)
+    assert import_fixture("nextvlad", tmp_path / "run", "--rgb-eigenvalues", str(tmp_path / "eigenvals.npy")) == 0
+    model, info = load_model(str(tmp_path / "run"))
+    assert info["imported_from"]["rgb_eigenvalues"] == str(tmp_path / "eigenvals.npy")
+    frames, mask, recorded = reference_frames("nextvlad")
+    raw = frames.astype(np.float64)  # the stored features whose pre-processing gives the recorded inputs
+    raw[..., :1024] = raw[..., :1024] / (np.sqrt(eigenvalues[:1024, 0].astype(np.float64)) + 1e-4) + 4 / 512
+    np.testing.assert_allclose(predict(model, raw.astype(np.float32), mask), recorded["predictions"], atol=2e-6)
+    assert import_fixture("nextvlad", tmp_path / "other", "--rgb-eigenvalues", str(tmp_path / "none.npy")) == 2
+    assert "--rgb-eigenvalues" in _one_error(capsys) and not (tmp_path / "other" / "last.safetensors").exists()

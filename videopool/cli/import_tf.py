@@ -34,6 +34,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="a reference flag (iterations, moe_prob_gating, beforeNorm, num_nonlocal_block, ...) or a "
                         "videopool model/training key, e.g. --set l2_normalize_frames=false")
+    p.add_argument("--rgb-eigenvalues", metavar="NPY",
+                   help="NeXtVLAD only: linrongc's yt8m_pca/eigenvals.npy; folds its rgb pre-processing "
+                        "(x - 4/512) * (sqrt(e) + 1e-4) into the model, so that it takes the features as stored")
     p.add_argument("--allow-unused", action="store_true",
                    help="drop checkpoint variables that no parameter takes instead of refusing (they are listed)")
     p.set_defaults(func=run)
@@ -58,14 +61,26 @@ def _check_keys(rest: dict) -> None:
                             f"{', '.join(sorted(REFERENCE_FLAGS))}; see docs/import-tf.md)") from None
 
 
+def _load_eigenvalues(path: str):
+    import numpy as np
+
+    from videopool.core.errors import UserError
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise UserError(f"--rgb-eigenvalues {path!r} is not a readable .npy file ({err}); give linrongc's "
+                        "yt8m_pca/eigenvals.npy") from None
+
+
 def run(args) -> int:
     from videopool.core.errors import UserError
     from videopool.core.files import atomic_path
     from videopool.data.tf_checkpoint import TFCheckpoint
     from videopool.models import create_model, get_model_config, get_recipe, resolve_config
     from videopool.models.checkpoint import save_weights
-    from videopool.models.tf_import import (check_report, infer_overrides, reference_settings, reference_training,
-                                            tf_state_dict)
+    from videopool.models.tf_import import (check_report, fold_rgb_unwhitening, infer_overrides, reference_settings,
+                                            reference_training, tf_state_dict)
     from videopool.training.config import parse_set_arguments, resolve_train_config, save_yaml
     from videopool.training.resume import has_checkpoint
 
@@ -92,6 +107,8 @@ def run(args) -> int:
     model = create_model(model_config).eval()
     state, report = tf_state_dict(model, model_config, shapes, checkpoint.read)
     check_report(report, args.allow_unused, args.model)
+    if args.rgb_eigenvalues:
+        fold_rgb_unwhitening(state, model_config, _load_eigenvalues(args.rgb_eigenvalues))
     model.load_state_dict(state, strict=True)
 
     entry = checkpoint.entries.get("global_step")
@@ -104,7 +121,8 @@ def run(args) -> int:
         "feature_names": list(model_config.modalities),
         "step": step, "examples_seen": 0, "epoch": 0, "metrics": {},
         "imported_from": {"checkpoint": os.path.abspath(checkpoint.prefix), "variables": len(report.loaded),
-                          "ignored": len(report.ignored), "dropped": report.unused if args.allow_unused else []},
+                          "ignored": len(report.ignored), "dropped": report.unused if args.allow_unused else [],
+                          "rgb_eigenvalues": os.path.abspath(args.rgb_eigenvalues) if args.rgb_eigenvalues else None},
     }
     os.makedirs(args.out, exist_ok=True)
     with atomic_path(os.path.join(args.out, "config.yaml")) as tmp:

@@ -36,8 +36,8 @@ from videopool.core.errors import UserError
 from videopool.models.config import ModelConfig
 from videopool.models.tf_names import is_skipped_tf_name, tf_to_videopool
 
-__all__ = ["REFERENCE_FLAGS", "TFImportError", "TFStateReport", "infer_overrides", "reference_settings",
-           "tf_state_dict"]
+__all__ = ["REFERENCE_FLAGS", "TFImportError", "TFStateReport", "check_report", "fold_rgb_unwhitening",
+           "infer_overrides", "reference_settings", "reference_training", "tf_state_dict"]
 
 _VIDEO_SCOPES = ("video_VLAD", "video_FV", "video_DBOF")
 _AUDIO_SCOPES = ("audio_VLAD", "audio_FV", "audio_DBOF")
@@ -219,6 +219,8 @@ REFERENCE_FLAGS: dict[str, Callable[[str, Any], dict[str, Any]]] = {
     "lightvlad": lambda flag, value: {"pooling.type": "netrvlad" if _flag_bool(flag, value) else "netvlad"},
     "fv_couple_weights": _to("pooling.options.couple_weights", _flag_bool),
     "netvlad_add_batch_norm": _to("pooling.add_batch_norm", _flag_bool),
+    "dbof_add_batch_norm": _to("pooling.add_batch_norm", _flag_bool),
+    "softdbof_maxpool": _to("pooling.options.max_pool", _flag_bool),
     "groups": _to("pooling.options.groups"), "expansion": _to("pooling.options.expansion"),
     "gating_reduction": _to("gating.reduction"), "drop_rate": _to("hidden.dropout"),
     "beforeNorm": _when("pooling.options.intra_norm", "after_block"),  # NLVLAD: intra-L2 after the block
@@ -338,3 +340,34 @@ def check_report(report: TFStateReport, allow_unused: bool = False, model_name: 
     if problems:
         raise TFImportError("the checkpoint does not fit the configuration: " + " | ".join(problems)
                             + "; check --model and the reference flags given with --set (docs/import-tf.md)")
+
+
+DEQUANTIZATION_BIAS = 4.0 / 512.0  # what linrongc subtracts from the dequantised rgb before un-whitening
+
+
+def fold_rgb_unwhitening(state: dict[str, torch.Tensor], config: ModelConfig, eigenvalues: np.ndarray) -> None:
+    """Fold linrongc's rgb pre-processing into NeXtVLAD's expansion layer, in place.
+
+    The reference's ``train.py``/``eval.py``/``inference.py`` feed NeXtVLAD ``x' = (x − 4/512) · s`` with
+    ``s_j = sqrt(e_j) + 1e-4`` (``e`` = the PCA eigenvalues of ``yt8m_pca/eigenvals.npy``, first ``D`` used),
+    which undoes the dataset's whitening approximately. The expansion FC is affine, so
+    ``x' W + b = x (diag(s) W) + (b − (4/512 · s) W)`` exactly: the imported model then takes the features as
+    videopool reads them. A padded (zero) frame gives ``b − (4/512 · s) W`` as in the reference, where padding rows
+    are ``(0 − 4/512) · s``. Computed in float64, stored as float32."""
+    if config.pooling.type != "nextvlad":
+        raise TFImportError(f"the rgb un-whitening is linrongc's NeXtVLAD pre-processing; this is a "
+                            f"{config.pooling.type} model, whose reference feeds the features as stored")
+    rgb = next(iter(config.modalities))
+    weights_key = f"poolings.{rgb}.pooling.expansion_weights"
+    size = state[weights_key].shape[0]
+    values = np.asarray(eigenvalues, dtype=np.float64).reshape(-1)
+    if values.size < size or not np.all(np.isfinite(values)) or values.min() < 0:
+        raise TFImportError(f"the eigenvalues must be {size} or more finite non-negative numbers (linrongc's "
+                            f"yt8m_pca/eigenvals.npy holds 2048), got {values.size} values"
+                            + ("" if values.size < size else " with a negative or non-finite one"))
+    scale = np.sqrt(values[:size]) + 1e-4
+    weights = state[weights_key].double().numpy()
+    bias_key = f"poolings.{rgb}.pooling.expansion_biases"
+    bias = state[bias_key].double().numpy() - (DEQUANTIZATION_BIAS * scale) @ weights
+    state[weights_key] = torch.from_numpy(scale[:, None] * weights).float()
+    state[bias_key] = torch.from_numpy(bias).float()
