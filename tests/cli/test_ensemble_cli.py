@@ -94,6 +94,13 @@ def test_user_mistakes_are_one_line(trained_run, tiny_data, tmp_path, capsys):
     assert main(["ensemble", "select", str(trained_run), "--data", str(tmp_path / "none-*.tfrecord"), "--out",
                  str(tmp_path / "s"), "--no-progress"]) == 2
     assert "matches no file" in _error(capsys)
+    assert main(["ensemble", "build", str(trained_run), "--out", str(trained_run)]) == 2
+    assert "holds a training run" in _error(capsys)
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps({"format": "videopool-ensemble-selection-1", "settings": {}, "members": [
+        {"checkpoint": str(trained_run / "best.safetensors"), "weight": 1, "num_frames": None, "sha256": "0" * 64}]}))
+    assert main(["ensemble", "build", str(changed), "--out", str(tmp_path / "e")]) == 2
+    assert "changed after the selection scored it" in _error(capsys)
     with pytest.raises(SystemExit) as exit_:
         main(["ensemble", "select", str(trained_run), "--data", validate_glob(tiny_data), "--out",
               str(tmp_path / "s"), "--max-models", "0"])

@@ -130,8 +130,8 @@ def selection_document(args, found, selection, names, per_thousand: float) -> di
         "picks": [{"models": m + 1, "added": found[index].path, "gap": gap}
                   for m, (index, gap) in enumerate(zip(selection.picks, selection.curve))],
         "stop": selection.stop,
-        "members": [{"checkpoint": found[index].path, "weight": count, "num_frames": found[index].num_frames}
-                    for index, count in selection.counts.items()],
+        "members": [{"checkpoint": found[index].path, "weight": count, "num_frames": found[index].num_frames,
+                     "sha256": found[index].sha256} for index, count in selection.counts.items()],
         "gap": selection.curve[-1],
         "cache": {"folder": args.cache or os.path.join(args.out, "cache"), "bytes_per_1000_videos": per_thousand},
     }
@@ -141,6 +141,10 @@ def run_build(args) -> int:
     from videopool.models.checkpoint import data_checksum, save_weights
     from videopool.models.ensemble import ensemble_from_checkpoints
 
+    from videopool.core.errors import UserError
+
+    if any(os.path.exists(os.path.join(args.out, name)) for name in ("config.yaml", "resume.pt")):
+        raise UserError(f"--out {args.out!r} holds a training run; give a new directory for the ensemble")
     members, selection_path, member_frames = read_sources(args.sources)
     member_frames = args.member_frames or member_frames or "trained"
     paths = [m["checkpoint"] for m in members]
@@ -150,6 +154,12 @@ def run_build(args) -> int:
         counts = [None] * len(paths)
     elif selection_path is not None:
         counts = [m.get("num_frames") for m in members]
+    checksums = [data_checksum(path) for path in paths]
+    for member, checksum in zip(members, checksums):
+        if member.get("sha256") not in (None, checksum):
+            raise UserError(f"checkpoint {member['checkpoint']!r} changed after the selection scored it "
+                            f"(sha256 {checksum[:12]}... instead of {member['sha256'][:12]}...); "
+                            "run `videopool ensemble select` again")
     model, infos = ensemble_from_checkpoints(paths, weights, counts)
     frames = [c for c in model.frame_counts if c is not None]
     train = infos[0].get("train_config") or {}
@@ -163,9 +173,8 @@ def run_build(args) -> int:
                          "loss": train.get("loss", "bce_sum")},
         "step": None,
         "ensemble": {"selection": selection_path, "member_frames": member_frames,
-                     "members": [{"checkpoint": info["path"], "sha256": data_checksum(info["path"]),
-                                  "weight": w, "num_frames": c}
-                                 for info, w, c in zip(infos, weights, model.frame_counts)]},
+                     "members": [{"checkpoint": info["path"], "sha256": checksum, "weight": w, "num_frames": c}
+                                 for info, checksum, w, c in zip(infos, checksums, weights, model.frame_counts)]},
     }
     out = os.path.join(args.out, "best.safetensors")
     save_weights(out, model.state_dict(), info)

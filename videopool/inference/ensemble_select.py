@@ -77,6 +77,7 @@ class Predictions:
     num_frames: int | None
     cache_file: str
     computed: bool
+    sha256: str = ""  # of the checkpoint's tensor data, as scored
 
 
 @dataclass
@@ -166,11 +167,12 @@ def candidate_predictions(runs: Sequence[str], data: Sequence[str], cache_dir: s
         loader_factory = _default_loader_factory(data, settings, batch_size, workers, device)
     found = []
     for path, info, count in zip(paths, infos, counts):
-        key = cache_key(data_checksum(path), fingerprint, settings, count, loader_frames)
+        checksum = data_checksum(path)
+        key = cache_key(checksum, fingerprint, settings, count, loader_frames)
         cache_file = os.path.join(cache_dir, f"{key}.npz")
         if os.path.isfile(cache_file):
             ids, probabilities, labels = read_cache(cache_file)
-            found.append(Predictions(path, ids, probabilities, labels, count, cache_file, computed=False))
+            found.append(Predictions(path, ids, probabilities, labels, count, cache_file, False, checksum))
             continue
         train = {**(info.get("train_config") or {}), "num_frames": largest}
         loader, num_frames = loader_factory({**info, "train_config": train})
@@ -178,7 +180,7 @@ def candidate_predictions(runs: Sequence[str], data: Sequence[str], cache_dir: s
                                                            compile=compile, num_frames=num_frames,
                                                            progress=progress)
         write_cache(cache_file, ids, probabilities, labels)
-        found.append(Predictions(path, ids, probabilities, labels, count, cache_file, computed=True))
+        found.append(Predictions(path, ids, probabilities, labels, count, cache_file, True, checksum))
     return align(found)
 
 
