@@ -162,6 +162,16 @@ BAD_INPUTS = [
     (["localize", "{run}", "--data", "{validate}", "--out", "{tmp}/s.csv", "--plot", "v001"], "go together"),
     (["check-submission", "{tmp}/missing.csv"], "missing.csv' does not exist"),
     (["check-submission", "{data}", "--top-n", "0"], "--top-n: must be a positive integer, got '0'"),
+    # import-tf
+    (["import-tf", "{tmp}/missing.ckpt", "--model", "gated_netvlad_256", "--out", "{tmp}/r"],
+     "missing.ckpt.index' does not exist"),
+    (["import-tf", "{tmp}/m.ckpt", "--model", "gated_netvlad_256", "--out", "{run}"], "already holds a run"),
+    (["import-tf", "{tmp}/m.ckpt", "--model", "nosuch", "--out", "{tmp}/r"], "unknown model 'nosuch'"),
+    (["import-tf", "{tmp}/m.ckpt", "--model", "gated_netvlad_256", "--out", "{tmp}/r", "--set", "beforenorm=1"],
+     "did you mean 'beforeNorm'?"),
+    (["import-tf", "{tmp}/m.ckpt", "--model", "gated_netvlad_256", "--out", "{tmp}/r", "--set", "gating=maybe"],
+     "the reference flag gating is true or false"),
+    (["import-tf", "{tmp}/m.ckpt", "--out", "{tmp}/r"], "the following arguments are required: --model"),
     # no sub-command of that name
     (["trian"], "invalid choice: 'trian'"),
 ]
