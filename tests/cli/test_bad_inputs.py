@@ -172,6 +172,15 @@ BAD_INPUTS = [
     (["import-tf", "{tmp}/m.ckpt", "--model", "gated_netvlad_256", "--out", "{tmp}/r", "--set", "gating=maybe"],
      "the reference flag gating is true or false"),
     (["import-tf", "{tmp}/m.ckpt", "--out", "{tmp}/r"], "the following arguments are required: --model"),
+    # average-checkpoints; evaluate --test-time-samples
+    (["average-checkpoints", "{run}", "--last", "9", "--out", "{tmp}/a.safetensors"], "keeps only 3 step checkpoint(s)"),
+    (["average-checkpoints", "--checkpoints", "{files}/missing.safetensors", "{files}/missing.safetensors", "--out",
+      "{tmp}/a.safetensors"], "missing.safetensors' does not exist"),
+    (["average-checkpoints", "{run}", "--out", "{run}"], "holds a training run"),
+    (["average-checkpoints", "{run}", "--last", "0", "--out", "{tmp}/a"], "--last: must be a positive integer, got '0'"),
+    (["evaluate", "{run}", "--data", "{validate}", "--test-time-samples", "3"], "add --sampling random"),
+    (["evaluate", "{run}", "--data", "{validate}", "--test-time-samples", "0"],
+     "--test-time-samples: must be a positive integer, got '0'"),
     # no sub-command of that name
     (["trian"], "invalid choice: 'trian'"),
 ]

@@ -61,6 +61,21 @@ def test_resume_continues_the_average_exactly(tiny_data, tmp_path, mode):
     assert all(torch.equal(_trained(tmp_path / "full", 6)[k], v) for k, v in _trained(tmp_path / "part", 6).items())
 
 
+def test_bf16_master_weights_are_averaged_in_fp32_and_resume_exactly(tiny_data, tmp_path):
+    # the hidden FC (2176 x 8) is held in bf16 with an fp32 master; the average must be of the masters
+    settings = {"num_classes": NUM_CLASSES, "precision": "bf16", "clip_mode": "global", "bf16_master_min_numel": 1000,
+                "weight_averaging": "swa", "checkpoint_every": 1, "keep_checkpoints": 0}
+    train_tiny(tiny_data, tmp_path / "full", max_steps=3, **settings)
+    train_tiny(tiny_data, tmp_path / "part", max_steps=1, **settings)
+    resume_tiny(tmp_path / "part", max_steps=3)
+    full, resumed = (read_weights(str(tmp_path / run / "last.safetensors")) for run in ("full", "part"))
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    expected = sum(_trained(tmp_path / "full", step)["hidden.weight"].double() for step in (1, 2, 3)) / 3
+    assert full["hidden.weight"].dtype == torch.float32
+    # the mean of the fp32 masters (a mean of their bf16 copies would be ~1e-3 away)
+    torch.testing.assert_close(full["hidden.weight"].double(), expected, rtol=1e-6, atol=1e-7)
+
+
 def test_config_checks_the_averaging_keys():
     with pytest.raises(ConfigError, match="weight_averaging"):
         TrainConfig(weight_averaging="mean")
