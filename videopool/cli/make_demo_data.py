@@ -22,6 +22,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--classes", type=positive_int, default=256, metavar="C",
                         help="vocabulary size, 12 to 100,000 (default: 256)")
     parser.add_argument("--videos-per-shard", type=positive_int, default=500, metavar="N", help="default: 500")
+    parser.add_argument("--segment-train-videos", type=non_negative_int, default=0, metavar="N",
+                        help="also write N videos of segment-rated training data, segments-train-*.tfrecord "
+                             "(videopool.demo.segments; default 0: none)")
+    parser.add_argument("--segment-validate-videos", type=non_negative_int, default=0, metavar="N",
+                        help="also write N videos of segment-rated held-out data, segments-validate-*.tfrecord")
     parser.add_argument("--force", action="store_true", help="overwrite demo files already in DIR")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -39,4 +44,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{split}: {stats['videos']} videos in {len(stats['files'])} file(s), "
               f"{stats['mean_labels_per_video']} labels/video")
     print(f"wrote {args.out_dir} ({manifest['config']['num_classes']} classes; see manifest.json)")
+    if args.segment_train_videos or args.segment_validate_videos:
+        from videopool.demo.segments import make_segment_splits
+
+        summary = make_segment_splits(args.out_dir, seed=args.seed, train_videos=args.segment_train_videos,
+                                      validate_videos=args.segment_validate_videos, num_classes=args.classes,
+                                      videos_per_shard=args.videos_per_shard, force=args.force)
+        for split, stats in summary["splits"].items():
+            print(f"{split}: {stats['videos']} videos, {stats['rated_segments']} rated segments, "
+                  f"{stats['rated_pairs']} rated pairs ({stats['positive_pairs']} positive)")
     return 0
