@@ -133,13 +133,15 @@ def uniform_subsample(frames: Mapping[str, Tensor], mask: Tensor | None,
     if mask is None:
         mask = torch.ones(batch, length, dtype=torch.bool, device=first.device)
     mask = mask.to(torch.bool)
-    # Real frames first, in their order (a stable sort of the padding flags), then one zero frame appended so the
-    # gather always has a row to read, even for N = 0; an empty video reads it and is masked out.
-    order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
-    order = torch.cat([order, torch.full_like(order[:, :1], length)], dim=1)
-    real = mask.sum(dim=1, keepdim=True)
-    slots = (torch.arange(count, device=first.device).unsqueeze(0) * real) // count        # [B, count]
-    rows = order.gather(1, slots)
+    # Slot i wants the real frame of rank floor(i · T / count); a frame's rank is the number of real frames before
+    # it. Matching ranks (compare + argmax + gather) keeps the graph free of sort/searchsorted, which ONNX lacks.
+    # One padding column that never matches keeps argmax defined for N = 0; an empty video is masked out.
+    real = mask.sum(dim=1, keepdim=True)                                                    # [B, 1]
+    wanted = (torch.arange(count, device=first.device).unsqueeze(0) * real) // count        # [B, count]
+    rank = torch.cumsum(mask.to(torch.int64), dim=1) - 1                                    # [B, N]
+    rank = torch.where(mask, rank, torch.full_like(rank, -1))
+    rank = nn.functional.pad(rank, (0, 1), value=-1)                                        # [B, N + 1]
+    rows = (rank.unsqueeze(1) == wanted.unsqueeze(2)).to(torch.int8).argmax(dim=2)          # [B, count]
     picked = {}
     for name, x in frames.items():
         padded = nn.functional.pad(x, (0, 0, 0, 1))
