@@ -124,7 +124,8 @@ def test_random_bundles_round_trip(tmp_path_factory, data):
         shape = tuple(data.draw(st.lists(st.integers(0, 4), max_size=3)))
         values = rng.normal(size=shape) * 100
         # names sharing prefixes exercise the key compression
-        tensors[f"scope_{i % 3}/var{'/slot' * (i % 2)}_{i}"] = np.asarray(values > 0) if dtype == "bool" else values.astype(dtype)
+        name = f"scope_{i % 3}/var{'/slot' * (i % 2)}_{i}"
+        tensors[name] = np.asarray(values > 0) if dtype == "bool" else values.astype(dtype)
     prefix = str(tmp_path_factory.mktemp("bundle") / "model.ckpt")
     write_bundle(prefix, tensors, num_shards=data.draw(st.integers(1, 3)),
                  entries_per_block=data.draw(st.integers(1, 4)), big_endian=data.draw(st.booleans()))

@@ -47,7 +47,8 @@ _AUDIO_SCOPES = ("audio_VLAD", "audio_FV", "audio_DBOF")
 # centroids); any other difference means the user chose a configuration of another family.
 _POOLING_FAMILIES = ({"netvlad", "netrvlad"}, {"nonlocal_netvlad", "nonlocal_netrvlad"}, {"nextvlad"}, {"netfv"})
 _EXAMPLE_CONFIG = {"netvlad": "gated_netvlad_256", "netrvlad": "gated_netrvlad_256", "nextvlad": "nextvlad_k128_g8",
-                   "nonlocal_netvlad": "nl_netvlad_128", "nonlocal_netrvlad": "nl_netrvlad_128", "netfv": "gated_netfv_128"}
+                   "nonlocal_netvlad": "nl_netvlad_128", "nonlocal_netrvlad": "nl_netrvlad_128",
+                   "netfv": "gated_netfv_128"}
 
 
 class TFImportError(UserError):
@@ -205,8 +206,10 @@ def _when(key: str, value_if_true: Any) -> Callable[[str, Any], dict[str, Any]]:
 # their flags (netvlad_cluster_size, ...) are only needed to check; give them and a mismatch is reported.
 REFERENCE_FLAGS: dict[str, Callable[[str, Any], dict[str, Any]]] = {
     "iterations": lambda flag, value: {"num_frames": value},
-    "sample_random_frames": lambda flag, value: {"frame_selection": "random" if _flag_bool(flag, value) else "all",
-                                                 "eval_sampling": "random" if value else "all"},
+    # False: the reference draws a random contiguous window (SampleRandomSequence), which inference has no
+    # equivalent of; evaluation then uses every frame
+    "sample_random_frames": lambda flag, value: {"frame_selection": "random" if _flag_bool(flag, value) else
+                                                 "sequence", "eval_sampling": "random" if value else "all"},
     "moe_prob_gating": _to("classifier.prob_gating", _flag_bool),
     "moe_num_mixtures": _to("classifier.num_mixtures"),
     "moe_l2": _to("classifier.l2_penalty"),
