@@ -149,6 +149,23 @@ def test_train_init_from_an_imported_run(tmp_path, tiny_data, capsys):
     assert not torch.equal(tuned["hidden.weight"], imported["hidden.weight"])
 
 
+def test_init_from_mistakes_exit_2(tmp_path, tiny_data, capsys):
+    from tests.tiny_run import train_glob
+
+    assert import_fixture("willow_netfv", tmp_path / "run") == 0
+    common = ["--train-data", train_glob(tiny_data), "--num-classes", "10", "--workers", "0", "--max-steps", "1"]
+    capsys.readouterr()
+    assert main(["train", "--init-from", str(tmp_path / "run"), "--model", "gated_netvlad_256", "--out",
+                 str(tmp_path / "a"), *common]) == 2
+    assert "differs from the model 'gated_netfv_128' of --init-from" in capsys.readouterr().err
+    assert main(["train", "--init-from", str(tmp_path / "nothing"), "--out", str(tmp_path / "b"), *common]) == 2
+    assert "nothing' does not exist" in capsys.readouterr().err
+    # the same model with another architecture: the stored config differs, named key by key
+    assert main(["train", "--init-from", str(tmp_path / "run"), "--out", str(tmp_path / "c"), *common,
+                 "--set", "hidden.size=4"]) == 2
+    assert "was saved from a different model configuration" in capsys.readouterr().err
+
+
 def _one_error(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("videopool import-tf: error: "), err
