@@ -147,12 +147,11 @@ def test_a_mixed_training_set_blames_the_odd_shard_and_the_named_override_reads_
                    train_data=[str(data / "*.tfrecord")])
     message = str(raised.value)
     assert raised.value.path == odd and "train-0" not in message and "train-1" not in message
-    assert message.endswith("this model reads it with --set 'modalities={mean_rgb: 1024, mean_audio: 128}' "
-                            "--set 'pooling.cluster_size_divisor={}'")
+    assert message.endswith("this model reads it with --features mean_rgb:1024,mean_audio:128")
     _no_step_ran(tmp_path / "run")
-    # the options it names do read that kind of file
+    # the option it names does read that kind of file (--features sets the modalities; the divisors follow)
     summary = train_tiny(data, tmp_path / "fixed", num_classes=NUM_CLASSES, max_steps=1, train_data=[odd],
-                         modalities={"mean_rgb": 1024, "mean_audio": 128}, **{"pooling.cluster_size_divisor": {}})
+                         modalities={"mean_rgb": 1024, "mean_audio": 128})
     assert summary["step"] == 1
 
 

@@ -25,6 +25,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         help="skip (count and list) bad records, or stop at the first one (default: skip)")
     parser.add_argument("--no-verify-crc", action="store_true", help="do not check the TFRecord CRCs")
     parser.add_argument("--max-examples", type=non_negative_int, default=20, help="bad records to list by name")
+    parser.add_argument("--layout", metavar="LAYOUT",
+                        help="read the records in this layout (yt8m_frame, yt8m_video, audioset, mediapipe or a "
+                             "layout YAML file) instead of detecting it")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.set_defaults(func=run)
     return parser
@@ -33,12 +36,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from videopool.data.errors import RecordError
     from videopool.data.inspect import format_report, inspect_shards
+    from videopool.data.layouts import resolve_layout
     from videopool.data.vocabulary import read_vocabulary
 
     vocabulary = read_vocabulary(args.vocabulary) if args.vocabulary else None
     try:
         report = inspect_shards(args.paths, verify_crc=not args.no_verify_crc, on_error=args.on_error,
-                                num_classes=args.num_classes, max_examples=args.max_examples)
+                                num_classes=args.num_classes, max_examples=args.max_examples,
+                                layout=resolve_layout(args.layout))
     except RecordError as error:  # --on-error error: the first bad record is the result, as bad records are
         print(f"videopool inspect: {error}", file=sys.stderr)
         return 1

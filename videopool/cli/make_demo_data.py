@@ -22,6 +22,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--classes", type=positive_int, default=256, metavar="C",
                         help="vocabulary size, 12 to 100,000 (default: 256)")
     parser.add_argument("--videos-per-shard", type=positive_int, default=500, metavar="N", help="default: 500")
+    parser.add_argument("--layout", metavar="LAYOUT", default=None,
+                        help="record layout to write: yt8m_frame (default), yt8m_video, audioset, mediapipe, or a "
+                             "layout YAML file (docs/custom-features.md)")
     parser.add_argument("--segment-train-videos", type=non_negative_int, default=0, metavar="N",
                         help="also write N videos of segment-rated training data, segments-train-*.tfrecord "
                              "(videopool.demo.segments; default 0: none)")
@@ -39,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = make_demo_data(args.out_dir, seed=args.seed, train_videos=args.train_videos,
                               validate_videos=args.validate_videos, test_videos=args.test_videos,
                               num_classes=args.classes, videos_per_shard=args.videos_per_shard,
-                              progress=not args.quiet, force=args.force)
+                              progress=not args.quiet, force=args.force, layout=args.layout)
     for split, stats in manifest["splits"].items():
         print(f"{split}: {stats['videos']} videos in {len(stats['files'])} file(s), "
               f"{stats['mean_labels_per_video']} labels/video")

@@ -89,6 +89,9 @@ def add_inference_options(p: argparse.ArgumentParser) -> None:
                    help="with --sampling random: average the predictions of R random samplings of every video "
                         "(sample r is that of --seed SEED+r; each video read once; a batch holds --batch-size // R "
                         "videos); default 1")
+    p.add_argument("--layout", metavar="LAYOUT", default=None,
+                   help="record layout of --data (yt8m_frame, yt8m_video, audioset, mediapipe or a layout YAML "
+                        "file); default: the training run's --layout, else read off the files")
     add_bad_record_options(p)
 
 
@@ -114,7 +117,8 @@ def inference_loader(args: argparse.Namespace, info: dict[str, Any], device: tor
                          strategy=strategy, num_frames=read_frames, shuffle=False, seed=args.seed,
                          workers=args.workers, device=device, what="--data", on_bad_record=args.on_bad_record,
                          max_bad_records=max_bad, on_skip=skip_reporter(args.command), features=features,
-                         trainable=False)
+                         trainable=False,
+                         layout=getattr(args, "layout", None) or info.get("train_config", {}).get("layout"))
     if samples > 1:
         from videopool.inference.resampling import ResamplingCollate
 

@@ -24,7 +24,7 @@ _FLAGS = {
     "max_steps": "max_steps", "epochs": "epochs", "precision": "precision", "seed": "seed",
     "eval_every": "eval_every", "checkpoint_every": "checkpoint_every", "workers": "workers",
     "device": "device", "num_classes": "num_classes", "vocabulary": "vocabulary",
-    "on_bad_record": "on_bad_record", "max_bad_records": "max_bad_records",
+    "on_bad_record": "on_bad_record", "max_bad_records": "max_bad_records", "layout": "layout",
 }
 
 
@@ -55,6 +55,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--eval-every", type=int, metavar="N", help="validate (and checkpoint) every N steps")
     p.add_argument("--checkpoint-every", type=int, metavar="N")
     p.add_argument("--workers", type=int, help="data-loading processes (default: 0 on a CPU machine with <= 2 cores, else 1)")
+    p.add_argument("--layout", metavar="LAYOUT", help="record layout of the data: yt8m_frame, yt8m_video, audioset, "
+                                                      "mediapipe or a layout YAML file (default: read off the files)")
+    p.add_argument("--features", metavar="NAME:SIZE,...",
+                   help="the features the model reads, e.g. x:12 or rgb:1024,audio:128 (`videopool inspect` prints "
+                        "the value for your files); per-modality settings follow (docs/custom-features.md)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a training or model key, e.g. --set clip_mode=global --set pooling.cluster_size=64")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -66,6 +71,10 @@ def _explicit_overrides(args) -> dict:
     from videopool.training.config import parse_set_arguments
 
     values = {field: getattr(args, flag) for flag, field in _FLAGS.items() if getattr(args, flag) is not None}
+    if args.features is not None:
+        from videopool.data.layouts import parse_features
+
+        values["modalities"] = parse_features(args.features)
     values.update(parse_set_arguments(args.set))
     if args.no_progress:
         values["progress"] = False

@@ -23,7 +23,7 @@ from videopool.data import example_proto as pb
 from videopool.data.encode import encode_video  # re-exported: the record codec in one place
 from videopool.data.errors import RecordError
 from videopool.data.fastpath import split_sequence_example, strided_frames
-from videopool.data.schema import FeatureSpec, Schema, dequantize as dequantize_codes
+from videopool.data.schema import FeatureSpec, Schema
 from videopool.data.video import SegmentAnnotations, Video
 
 __all__ = ["decode_record", "encode_video", "infer_schema"]
@@ -83,7 +83,7 @@ def _strided_views(buf: memoryview, lists: dict[str, tuple[int, int]], schema: S
     plain layout (the general parse then decides, and explains any error)."""
     views = []
     for spec in schema.features:
-        span = lists.get(spec.name)
+        span = lists.get(spec.record_key)
         view = None if span is None else strided_frames(buf, span, spec.size, spec.encoding)
         if view is None:
             return None
@@ -96,7 +96,7 @@ def _other_lists_valid(buf: memoryview, lists: dict[str, tuple[int, int]], schem
 
     The fast path reads only the schema's lists; the others are parsed here so that the fast
     path accepts exactly the records the general parse accepts."""
-    wanted = schema.feature_names
+    wanted = {spec.record_key for spec in schema.features}
     for name, (start, end) in lists.items():
         if name not in wanted:
             try:
@@ -111,16 +111,16 @@ def _decode_frame_level_general(buf, schema: Schema, dequantize: bool, max_frame
     lists = message.feature_lists.feature_list
     if not lists:
         hint = ""
-        if any(spec.name in message.context.feature for spec in schema.features) or any(
+        if any(spec.record_key in message.context.feature for spec in schema.features) or any(
                 f.WhichOneof("kind") == "float_list" for f in message.context.feature.values()):
             hint = "; it looks like a video-level tf.train.Example: read it with a video-level schema"
         raise RecordError(f"record has no feature lists{hint}", kind="missing_feature")
     matrices = []
     for spec in schema.features:
-        if spec.name not in lists:
-            raise RecordError(f"feature list {spec.name!r} is missing (the record has: "
+        if spec.record_key not in lists:
+            raise RecordError(f"feature list {spec.record_key!r} is missing (the record has: "
                               f"{', '.join(sorted(lists)) or 'none'})", kind="missing_feature")
-        matrices.append(_frames_from_protobuf(lists[spec.name].feature, spec))
+        matrices.append(_frames_from_protobuf(lists[spec.record_key].feature, spec))
     video_id, labels, segments = _read_context(message.context.feature, schema)
     return Video(video_id, labels, _finish_frames(schema, matrices, dequantize, max_frames), segments)
 
@@ -180,8 +180,8 @@ def _finish_frames(schema: Schema, matrices: list[np.ndarray], dequantize: bool,
             matrix = matrix[:max_frames]
         if spec.encoding == "float":
             features[spec.name] = np.array(matrix, dtype=np.float32)
-        elif dequantize:
-            features[spec.name] = dequantize_codes(matrix)
+        elif dequantize or not spec.default_range:  # the batch decoder knows only [-2, 2]: others decode here
+            features[spec.name] = spec.dequantize(matrix)
         else:
             features[spec.name] = np.array(matrix)  # own the bytes: do not pin the read buffer
     return features
@@ -194,18 +194,18 @@ def _decode_video_level(payload, schema: Schema, dequantize: bool) -> Video:
     fmap = message.features.feature
     features = {}
     for spec in schema.features:
-        if spec.name not in fmap:
+        if spec.record_key not in fmap:
             hint = ""
             try:
                 if pb.SequenceExample.FromString(payload).feature_lists.feature_list:
                     hint = "; the record has feature lists, so it is a frame-level SequenceExample"
             except _PARSE_ERRORS:
                 pass  # field 2 is not a valid FeatureLists: no hint
-            raise RecordError(f"feature {spec.name!r} is missing (the record has: "
+            raise RecordError(f"feature {spec.record_key!r} is missing (the record has: "
                               f"{', '.join(sorted(fmap)) or 'none'}){hint}", kind="missing_feature")
-        matrix = _frames_from_protobuf([fmap[spec.name]], spec, video_level=True)
-        if spec.encoding == "bytes" and dequantize:
-            matrix = dequantize_codes(matrix)
+        matrix = _frames_from_protobuf([fmap[spec.record_key]], spec, video_level=True)
+        if spec.encoding == "bytes" and (dequantize or not spec.default_range):
+            matrix = spec.dequantize(matrix)
         features[spec.name] = matrix
     video_id, labels, segments = _read_context(fmap, schema)
     return Video(video_id, labels, features, segments)

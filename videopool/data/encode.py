@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from videopool.data import example_proto as pb
-from videopool.data.schema import FeatureSpec, Schema, quantize
+from videopool.data.schema import FeatureSpec, Schema
 from videopool.data.video import Video
 
 
@@ -53,11 +53,11 @@ def encode_video(video: Video, schema: Schema, *, validate: bool = True) -> byte
             context[end_key].int64_list.value.extend(np.asarray(seg.end_times).tolist())
     for spec, matrix in zip(schema.features, matrices):
         if schema.level == "frame":
-            frames = message.feature_lists.feature_list[spec.name].feature
+            frames = message.feature_lists.feature_list[spec.record_key].feature
             for row in matrix:
                 _fill_feature(frames.add(), row, spec)
         else:
-            _fill_feature(context[spec.name], matrix[0], spec)
+            _fill_feature(context[spec.record_key], matrix[0], spec)
     return message.SerializeToString(deterministic=True)
 
 
@@ -103,7 +103,7 @@ def _feature_matrix(video: Video, spec: FeatureSpec, level: str) -> np.ndarray:
         expected = "[1, %d] or [%d]" % (spec.size, spec.size) if level == "video" else f"[num_frames, {spec.size}]"
         raise ValueError(f"video {video.id!r}: feature {spec.name!r} has shape {matrix.shape}, expected {expected}")
     if spec.encoding == "bytes":
-        return np.ascontiguousarray(matrix if matrix.dtype == np.uint8 else quantize(matrix))
+        return np.ascontiguousarray(matrix if matrix.dtype == np.uint8 else spec.quantize(matrix))
     return np.asarray(matrix, dtype=np.float32)
 
 

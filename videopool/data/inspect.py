@@ -19,6 +19,7 @@ import numpy as np
 from videopool.data.codec import decode_record, infer_schema
 from videopool.data.errors import ErrorPolicy, RecordError
 from videopool.data.io import expand_paths
+from videopool.data.layouts import LAYOUTS, apply_layout, detect_layout, features_text
 from videopool.data.schema import Schema
 from videopool.data.tfrecord import Record, read_records
 from videopool.data.vocabulary import Vocabulary
@@ -42,6 +43,11 @@ class InspectReport:
     bad_records: int = 0
     bad_by_kind: dict[str, int] = field(default_factory=dict)
     bad_examples: list[RecordError] = field(default_factory=list)
+    layout: str | None = None  # the named layout the first file's records are in (None: none fits)
+    layout_variant: str = ""
+    layout_given: bool = False  # read with --layout (not detected)
+    seen_keys: dict = field(default_factory=dict)  # when no layout fits: {"features": {...}, "context": [...]}
+    features_option: str | None = None  # the options a model reads the first file with
 
     def to_dict(self, vocabulary: Vocabulary | None = None, top: int = 20) -> dict:
         frames = np.asarray(self.frames, dtype=np.int64)
@@ -68,6 +74,9 @@ class InspectReport:
                            for label, count in self.label_counts.most_common(top)],
             "segments": {"videos": self.segment_videos, "rated": self.segment_count,
                          "positives": self.segment_positives, "classes": len(self.segment_classes)},
+            "layout": self.layout, "layout_variant": self.layout_variant, "layout_given": self.layout_given,
+            "seen_keys": self.seen_keys,
+            "features_option": self.features_option,
             "bad_records": {"count": self.bad_records, "by_kind": self.bad_by_kind,
                             "examples": [{"path": e.path, "index": e.index, "offset": e.offset,
                                           "kind": e.kind, "message": e.message} for e in self.bad_examples]},
@@ -75,23 +84,24 @@ class InspectReport:
 
 
 def file_layouts(path: str, *, verify_crc: bool = True, errors: ErrorPolicy | None = None,
-                 max_records: int = 8) -> Iterator[tuple[Record, Schema]]:
+                 max_records: int = 8, layout=None) -> Iterator[tuple[Record, Schema]]:
     """``(record, inferred schema)`` for the intact records among the first ``max_records`` of one file, lazily:
     the kind of file it is, read off each record (:func:`~videopool.data.codec.infer_schema`) as
     :func:`inspect_shards` does per file. With ``errors=None`` a bad record raises :class:`RecordError`; with a
-    skipping policy it is counted and the next record is tried.
+    skipping policy it is counted and the next record is tried. With a ``layout``
+    (:class:`~videopool.data.layouts.Layout`) the schema is seen through it (:func:`~videopool.data.layouts.apply_layout`).
     """
     records = read_records(path, verify_crc=verify_crc, errors=errors)
     for record in itertools.islice(records, max_records):
         try:
-            layout = infer_schema(record.payload)
+            found = apply_layout(infer_schema(record.payload), layout)
         except RecordError as error:
             error.located(path, record.index, record.offset)
             if errors is None:
                 raise
             errors.handle(error)
             continue
-        yield record, layout
+        yield record, found
 
 
 def unit(spec) -> str:
@@ -132,11 +142,14 @@ def frame_histogram(frames: np.ndarray, width: int = 30, top: int = 300) -> list
 
 def inspect_shards(paths_or_globs, *, schema: Schema | None = None, verify_crc: bool = True,
                    on_error: str = "skip", num_classes: int | None = None, max_examples: int = 20,
-                   progress: bool | None = None) -> InspectReport:
+                   progress: bool | None = None, layout=None) -> InspectReport:
     """Read every record of the given shards and summarise them (see :class:`InspectReport`).
 
     Without ``schema`` each file's layout is inferred from its first record, so a folder that
     mixes frame- and video-level shards is summarised rather than failing on every record.
+
+    The first record tells which named layout the data is in (:func:`~videopool.data.layouts.detect_layout`);
+    with ``layout`` (a :class:`~videopool.data.layouts.Layout`) the records are read through it instead.
 
     ``on_error="skip"`` (the default here) counts bad records and lists the first
     ``max_examples``; ``"error"`` raises on the first one. ``progress=None`` shows a tqdm
@@ -157,7 +170,11 @@ def inspect_shards(paths_or_globs, *, schema: Schema | None = None, verify_crc: 
         for record in read_records(path, verify_crc=verify_crc, errors=policy):
             try:
                 if file_schema is None:
-                    file_schema = infer_schema(record.payload)
+                    if report.layout is None and not report.seen_keys:
+                        _detect(report, record.payload, layout)
+                    # read through the given layout, else the one the first file was found in
+                    reading = layout or (LAYOUTS.get(report.layout) if report.layout else None)
+                    file_schema = apply_layout(infer_schema(record.payload), reading)
                     entry["level"] = file_schema.level
                     entry["features"] = [f"{s.name}:{s.size}:{s.encoding}" for s in file_schema.features]
                     if report.schema is None:
@@ -183,6 +200,39 @@ def inspect_shards(paths_or_globs, *, schema: Schema | None = None, verify_crc: 
     return report
 
 
+def _detect(report: InspectReport, payload, layout) -> None:
+    detection = detect_layout(payload)
+    if layout is not None:
+        report.layout, report.layout_given = layout.name, True
+    elif detection.layout is not None:
+        report.layout, report.layout_variant = detection.layout.name, detection.variant
+    else:
+        report.seen_keys = {"features": detection.keys, "context": detection.context}
+    named = apply_layout(detection.found, layout or detection.layout)
+    option = f"--features {features_text({spec.name: spec.size for spec in named.features})}"
+    if detection.layout is not None and layout is None and not detection.layout.name.startswith("yt8m"):
+        option = f"--layout {detection.layout.name} {option}"  # the names the model sees are the layout's
+    report.features_option = option
+
+
+def _layout_lines(data: dict) -> list[str]:
+    if data["layout"] is not None:
+        how = "read with --layout" if data["layout_given"] else "detected"
+        variant = f", {data['layout_variant']}" if data["layout_variant"] else ""
+        lines = [f"layout: {data['layout']} ({how}{variant})"]
+    elif data["seen_keys"]:
+        seen = data["seen_keys"]
+        features = ", ".join(f"{key} ({what})" for key, what in seen["features"].items()) or "none"
+        lines = [f"layout: none of {', '.join(LAYOUTS)} fits; the first record holds features {features} and "
+                 f"context keys {', '.join(seen['context']) or 'none'} (read it with --layout FILE.yaml, "
+                 "docs/custom-features.md)"]
+    else:
+        return []
+    if data["features_option"]:
+        lines.append(f"a model reads it with: {data['features_option']}")
+    return lines
+
+
 def _count_video(report: InspectReport, video, frame_level: bool) -> None:
     if frame_level:
         report.frames.append(video.num_frames)
@@ -203,6 +253,7 @@ def format_report(report: InspectReport, vocabulary: Vocabulary | None = None, t
              f"size: {_human_bytes(data['total_bytes'])}   level: {data['level'] or 'unknown'}"]
     if data["features"]:
         lines.append("features: " + ", ".join(f"{f['name']} ({f['size']} {f['encoding']})" for f in data["features"]))
+    lines += _layout_lines(data)
     for other in data["other_layouts"]:
         lines.append(f"also ({other['level']} level, some files): {', '.join(other['features'])}")
     frames = data["frames"]

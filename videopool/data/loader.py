@@ -76,6 +76,7 @@ def make_loader(
     features: Mapping[str, int] | None = None,
     schema: Schema | None = None,
     trainable: bool = True,
+    layout=None,
 ) -> "VideoLoader":
     """A DataLoader of :class:`~videopool.data.VideoBatch` over ``patterns``.
 
@@ -96,15 +97,23 @@ def make_loader(
     check_shards`: a shard of another kind fails now, named) and decodes with the model's sizes, so a bad
     record is reported against its own shard; ``schema`` gives the decode schema directly (no check).
     ``trainable=False`` (a trained model's evaluation) words those messages without the training override.
+    ``layout`` (a :class:`~videopool.data.layouts.Layout`, a built-in layout's name or a layout file) names the
+    record keys, sizes and quantization of the files (default: read off the first record).
     """
     check_max_bad_records(max_bad_records)
     ErrorPolicy(on_bad_record)  # validates the choice
     patterns = expand_patterns(patterns, what)
+    if layout is not None:
+        from videopool.data.layouts import resolve_layout
+
+        layout = resolve_layout(layout)
     if schema is None and features is not None:
         from videopool.data.preflight import check_shards
 
         schema = check_shards(patterns, features=features, num_classes=num_classes, on_error=on_bad_record,
-                              what=what, trainable=trainable).schema
+                              what=what, trainable=trainable, record_layout=layout).schema
+    elif schema is None and layout is not None:
+        schema = layout.schema
     dataset = VideoIterableDataset(
         patterns,
         num_classes=num_classes,

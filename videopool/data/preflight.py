@@ -13,14 +13,14 @@ inferred from the first file would blame every good shard when the first one is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 from videopool.data.codec import decode_record
 from videopool.data.errors import ErrorPolicy, RecordError
 from videopool.data.inspect import describe_layout, file_layouts, unit
 from videopool.data.io import expand_paths
-from videopool.data.schema import FeatureSpec, Schema
+from videopool.data.schema import Schema
 
 
 class ShardLayoutError(ValueError):
@@ -46,7 +46,8 @@ class ShardCheck:
 
 def check_shards(patterns: str | Sequence[str], *, features: Mapping[str, int], num_classes: int | None = None,
                  on_error: str = "error", verify_crc: bool = True, what: str = "data",
-                 trainable: bool = True, reads_with: Callable[[dict[str, int]], str] | None = None) -> ShardCheck:
+                 trainable: bool = True, reads_with: Callable[[dict[str, int]], str] | None = None,
+                 record_layout=None) -> ShardCheck:
     """Check every shard of ``patterns`` against the model's ``features`` (``{name: size}``, in order).
 
     Args:
@@ -59,6 +60,8 @@ def check_shards(patterns: str | Sequence[str], *, features: Mapping[str, int], 
             with ``False`` they say what the (trained) model reads instead.
         reads_with: for a shard of other features, ``reads_with({name: size})`` says which options read it
             (the trainer checks them against its model); by default, which modalities a model needs.
+        record_layout: a :class:`~videopool.data.layouts.Layout` (or Schema) the records are in: its record keys are read
+            as its feature names, with its quantization ranges (:func:`~videopool.data.layouts.apply_layout`).
 
     Raises:
         ShardLayoutError: a shard of another kind or feature size, named with what it holds and the fix.
@@ -75,7 +78,8 @@ def check_shards(patterns: str | Sequence[str], *, features: Mapping[str, int], 
     for path in files:
         policy = ErrorPolicy("skip", max_examples=1 << 30) if on_error == "skip" else None
         tries = 0
-        for record, layout in file_layouts(path, verify_crc=verify_crc, errors=policy):
+        for record, layout in file_layouts(path, verify_crc=verify_crc, errors=policy,
+                                           layout=record_layout):
             tries += 1
             if _fits(layout, expected, reference):
                 reference = reference or layout
@@ -107,8 +111,7 @@ def check_shards(patterns: str | Sequence[str], *, features: Mapping[str, int], 
 
 def decode_schema(layout: Schema, expected: Mapping[str, int]) -> Schema:
     """The model's features (names, sizes, order) with the level and encodings of the files."""
-    return Schema(features=tuple(FeatureSpec(name, size, layout.feature(name).encoding)
-                                 for name, size in expected.items()),
+    return Schema(features=tuple(replace(layout.feature(name), size=size) for name, size in expected.items()),
                   level=layout.level, id_keys=layout.id_keys, label_key=layout.label_key)
 
 

@@ -9,6 +9,11 @@ range [-2, 2]:
 The decoder is not the encoder's exact inverse: it adds a constant ``+4/512`` to every
 dimension. :func:`dequantize` keeps that bias, computed in float32 exactly as TensorFlow does,
 so features are bit-identical to the TensorFlow readers'.
+
+Other data is stored over another range: a :class:`FeatureSpec` records its own ``[min_value, max_value]``
+(the starter code's ``Dequantize(feat, max_quantized_value, min_quantized_value)``), from which its decoder's
+``scale = (max - min) / 255`` and ``offset = (max - min) / 512 + min`` follow. Standardised features (mean 0,
+std 1) clip at ±2 under the YouTube-8M range; a layout with ``[-8, 8]`` keeps them.
 """
 
 from __future__ import annotations
@@ -26,8 +31,18 @@ DEQUANTIZE_BIAS = np.float32((MAX_QUANTIZED_VALUE - MIN_QUANTIZED_VALUE) / 512.0
 SEGMENT_KEYS = ("segment_labels", "segment_start_times", "segment_scores", "segment_end_times")
 
 
-def dequantize(quantized: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """uint8 codes -> float32 features: ``x = q * 4/255 + (4/512 - 2)``, bit-identical to TF.
+def dequantize_constants(min_value: float = MIN_QUANTIZED_VALUE,
+                         max_value: float = MAX_QUANTIZED_VALUE) -> tuple[np.float32, np.float32]:
+    """``(scale, offset)`` of the decoder for codes over ``[min_value, max_value]``, as float32 the way the
+    TF graph holds them: ``scale = (max - min) / 255``, ``offset = (max - min) / 512 + min``."""
+    spread = max_value - min_value
+    return np.float32(spread / 255.0), np.float32(spread / 512.0 + min_value)
+
+
+def dequantize(quantized: np.ndarray, out: np.ndarray | None = None, *, scale: float = DEQUANTIZE_SCALE,
+               offset: float = DEQUANTIZE_BIAS) -> np.ndarray:
+    """uint8 codes -> float32 features: ``x = q * scale + offset``; by default YouTube-8M's
+    ``q * 4/255 + (4/512 - 2)``, bit-identical to TF (other ranges: :func:`dequantize_constants`).
 
     ``quantized`` may be any uint8 array, including a strided view; ``out`` (float32, same
     shape) avoids an allocation.
@@ -37,15 +52,17 @@ def dequantize(quantized: np.ndarray, out: np.ndarray | None = None) -> np.ndarr
     # TF's order of float32 roundings: float32(q) (exact), * scale, then + bias. Three in-place
     # passes over an L2-resident buffer beat one mixed-type ufunc call (which casts in chunks).
     np.copyto(out, quantized, casting="unsafe")
-    out *= DEQUANTIZE_SCALE
-    out += DEQUANTIZE_BIAS
+    out *= np.float32(scale)
+    out += np.float32(offset)
     return out
 
 
-def quantize(features: np.ndarray) -> np.ndarray:
-    """float features -> uint8 codes: ``round((clip(x, -2, 2) + 2) * 255/4)`` (round half to even)."""
-    x = np.clip(np.asarray(features, dtype=np.float64), MIN_QUANTIZED_VALUE, MAX_QUANTIZED_VALUE)
-    codes = np.rint((x - MIN_QUANTIZED_VALUE) * (255.0 / (MAX_QUANTIZED_VALUE - MIN_QUANTIZED_VALUE)))
+def quantize(features: np.ndarray, min_value: float = MIN_QUANTIZED_VALUE,
+             max_value: float = MAX_QUANTIZED_VALUE) -> np.ndarray:
+    """float features -> uint8 codes: ``round((clip(x, min, max) - min) * 255 / (max - min))`` (round half
+    to even); by default YouTube-8M's ``round((clip(x, -2, 2) + 2) * 255/4)``. Values outside the range clip."""
+    x = np.clip(np.asarray(features, dtype=np.float64), min_value, max_value)
+    codes = np.rint((x - min_value) * (255.0 / (max_value - min_value)))
     return codes.astype(np.uint8)
 
 
@@ -54,21 +71,58 @@ class FeatureSpec:
     """One feature of a record.
 
     Attributes:
-        name: the key in the record (``"rgb"``, ``"mean_audio"``, ``"AUDIO/feature/floats"`` ...).
+        name: the feature's name in a :class:`~videopool.data.video.Video` and a batch, i.e. the model's
+            modality (``"rgb"``, ``"mean_audio"`` ...); any string a record key may be.
         size: values per frame (``D``).
         encoding: ``"bytes"`` — one string of ``D`` uint8 codes per frame (YT8M frame level);
             ``"float"`` — a float_list of ``D`` values per frame (YT8M video level, MediaPipe).
+        key: the key in the record when it differs from ``name`` (MediaPipe's ``"RGB/feature/floats"`` read as
+            ``rgb``); empty = ``name``.
+        min_value, max_value: the range the uint8 codes of a ``"bytes"`` feature span (module docstring);
+            YouTube-8M and AudioSet use [-2, 2].
     """
 
     name: str
     size: int
     encoding: str = "bytes"
+    key: str = ""
+    min_value: float = MIN_QUANTIZED_VALUE
+    max_value: float = MAX_QUANTIZED_VALUE
 
     def __post_init__(self) -> None:
         if self.encoding not in ("bytes", "float"):
             raise ValueError(f"feature {self.name!r}: encoding must be 'bytes' or 'float', got {self.encoding!r}")
         if self.size <= 0:
             raise ValueError(f"feature {self.name!r}: size must be positive, got {self.size}")
+        if not float(self.min_value) < float(self.max_value):  # NaN fails too
+            raise ValueError(f"feature {self.name!r}: the quantization range needs min_value < max_value, got "
+                             f"[{self.min_value}, {self.max_value}]")
+
+    @property
+    def record_key(self) -> str:
+        """The key of the feature in the record."""
+        return self.key or self.name
+
+    @property
+    def default_range(self) -> bool:
+        """Whether the codes span YouTube-8M's [-2, 2] (the one range the batch-level decoder knows)."""
+        return (self.min_value, self.max_value) == (MIN_QUANTIZED_VALUE, MAX_QUANTIZED_VALUE)
+
+    @property
+    def scale(self) -> float:
+        return float(dequantize_constants(self.min_value, self.max_value)[0])
+
+    @property
+    def offset(self) -> float:
+        return float(dequantize_constants(self.min_value, self.max_value)[1])
+
+    def dequantize(self, codes: np.ndarray) -> np.ndarray:
+        """This feature's uint8 codes -> float32 (:func:`dequantize` with its own range)."""
+        scale, offset = dequantize_constants(self.min_value, self.max_value)
+        return dequantize(codes, scale=scale, offset=offset)
+
+    def quantize(self, features: np.ndarray) -> np.ndarray:
+        return quantize(features, self.min_value, self.max_value)
 
 
 @dataclass(frozen=True)
@@ -101,6 +155,9 @@ class Schema:
             raise ValueError("a schema needs at least one feature")
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate feature names in schema: {names}")
+        keys = [spec.record_key for spec in self.features]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"duplicate record keys in schema: {keys}")
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 
 from videopool.demo.world import SEGMENT_FRAMES, DemoConfig, DemoVideo, DemoWorld
 from videopool.data.io import write_videos
-from videopool.data.schema import Schema
+from videopool.data.layouts import LAYOUTS, resolve_layout
+from videopool.demo.layouts import convert_video, is_default_layout
 from videopool.data.video import SegmentAnnotations, Video
 from videopool.data.vocabulary import write_vocabulary
 
@@ -97,7 +98,7 @@ def shard_names(split: str, num_videos: int, videos_per_shard: int) -> list[str]
 def make_demo_data(out_dir: str | os.PathLike, *, seed: int = 0, train_videos: int = 4000,
                    validate_videos: int = 1000, test_videos: int = 1000, num_classes: int = 256,
                    videos_per_shard: int = 500, progress: bool = True, force: bool = False,
-                   config: DemoConfig | None = None) -> dict:
+                   config: DemoConfig | None = None, layout=None) -> dict:
     """Generate the demo dataset into ``out_dir`` and return its manifest (also written).
 
     Args:
@@ -109,6 +110,8 @@ def make_demo_data(out_dir: str | os.PathLike, *, seed: int = 0, train_videos: i
         videos_per_shard: videos per ``.tfrecord`` file.
         progress: show a tqdm progress bar.
         config: full generative-model settings (``num_classes`` is taken from here if given).
+        layout: write the videos in this record layout (a :class:`~videopool.data.layouts.Layout`, a built-in
+            layout's name or a layout file; :mod:`videopool.demo.layouts`); default YouTube-8M frame level.
     """
     config = config or DemoConfig(num_classes=num_classes)
     if videos_per_shard <= 0:
@@ -126,15 +129,17 @@ def make_demo_data(out_dir: str | os.PathLike, *, seed: int = 0, train_videos: i
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matmuls: extra threads only spin, badly so on a busy machine
     try:
-        return _generate(out, config, seed, sizes, videos_per_shard, progress)
+        return _generate(out, config, seed, sizes, videos_per_shard, progress, layout)
     finally:
         torch.set_num_threads(threads)
 
 
 def _generate(out: Path, config: DemoConfig, seed: int, sizes: dict[str, int], videos_per_shard: int,
-              progress: bool) -> dict:
+              progress: bool, layout=None) -> dict:
     world = DemoWorld(config, seed)
-    schema = Schema.yt8m_frame()
+    layout = resolve_layout(layout) or LAYOUTS["yt8m_frame"]
+    schema = layout.schema
+    convert = (lambda video: video) if is_default_layout(layout) else (lambda video: convert_video(video, layout))
     train_counts = np.zeros(config.num_classes, dtype=np.int64)
     stats: dict[str, dict] = {}
     bar = tqdm(total=sum(sizes.values()), unit="video", desc="demo data", disable=not progress)
@@ -143,7 +148,7 @@ def _generate(out: Path, config: DemoConfig, seed: int, sizes: dict[str, int], v
         split_stats = _SplitStats(split, train_counts if split == "train" else None)
         for shard, name in enumerate(names):
             indices = range(shard * videos_per_shard, min(total, (shard + 1) * videos_per_shard))
-            videos = (split_stats.count(*generate_video(world, seed, split, i), bar) for i in indices)
+            videos = (convert(split_stats.count(*generate_video(world, seed, split, i), bar)) for i in indices)
             write_videos(out / name, videos, schema=schema)
         stats[split] = split_stats.summary(names)
         if split == "test":
@@ -151,6 +156,9 @@ def _generate(out: Path, config: DemoConfig, seed: int, sizes: dict[str, int], v
     bar.close()
     _write_vocabulary(out / "vocabulary.csv", world, train_counts)
     manifest = _manifest(world, seed, videos_per_shard, stats)
+    if not is_default_layout(layout):  # the default manifest stays as it always was
+        manifest["format"] = f"layout {layout.name}: {layout.description or layout.describe()}"
+        manifest["layout"] = {"name": layout.name, "features": layout.describe()}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     (out / "README.md").write_text(_readme(manifest))
     return manifest

@@ -26,7 +26,7 @@ from videopool.layers.hidden import HiddenLayer
 from videopool.layers.masking import zero_padding
 from videopool.layers.modality import ModalityPooling
 from videopool.layers.registry import create_pooling
-from videopool.models.config import ModelConfig, SettingsError
+from videopool.models.config import ModelConfig, SettingsError, module_key
 
 
 class VideoClassifier(nn.Module):
@@ -46,7 +46,9 @@ class VideoClassifier(nn.Module):
         self.l2_normalize_frames = config.l2_normalize_frames
         self.early_fusion = config.fusion.stage == "early"
         pooled_inputs = {"_".join(self.modalities): sum(self.modalities.values())} if self.early_fusion else self.modalities
-        self.poolings = nn.ModuleDict({name: ModalityPooling(self._pooling(name, size), config.input_batch_norm)
+        # module keys: a feature name may hold '.', which a module name may not (module_key escapes it)
+        self.poolings = nn.ModuleDict({module_key(name): ModalityPooling(self._pooling(name, size),
+                                                                         config.input_batch_norm)
                                        for name, size in pooled_inputs.items()})
         fusion = config.fusion
         self.fusion = make_fusion(fusion.type, {name: p.output_size for name, p in self.poolings.items()},
@@ -79,7 +81,7 @@ class VideoClassifier(nn.Module):
         scale = joint_inverse_norm(frames) if self.l2_normalize_frames else None
         if self.early_fusion:
             frames = {"_".join(frames): torch.cat(list(frames.values()), dim=-1)}
-        pooled = {name: self.poolings[name](x, mask, scale) for name, x in frames.items()}
+        pooled = {module_key(name): self.poolings[module_key(name)](x, mask, scale) for name, x in frames.items()}
         video = self.fusion(pooled)
         video = self.hidden(video)
         return self.gating(video)

@@ -23,10 +23,17 @@ from videopool.layers.registry import list_poolings
 
 __all__ = [
     "HIDDEN_INITS", "ClassifierConfig", "ConfigError", "FusionConfig", "GatingConfig", "HiddenConfig",
-    "MixtureConfig", "ModelConfig", "PoolingConfig",
+    "MixtureConfig", "ModelConfig", "PoolingConfig", "module_key",
 ]  # fmt: skip
 
 HIDDEN_INITS = ("xavier", "willow")  # implemented by VideoClassifier._hidden_init_std (videopool.models.classifier)
+
+
+def module_key(name: str) -> str:
+    """The submodule (and state-dict) key of a feature name: the name itself unless it holds '.', which torch
+    reserves for paths, written ``%2E`` (``mfcc.v1`` -> ``mfcc%2Ev1``); names without '.' keep their keys, so
+    every existing checkpoint loads unchanged."""
+    return name.replace(".", "%2E")
 
 
 class SettingsError(ConfigError, TypeError):
@@ -257,10 +264,15 @@ class ModelConfig:
         if self.num_classes > MAX_CLASSES:
             raise ConfigError(f"num_classes {self.num_classes:,} is more than {MAX_CLASSES:,}: the classifier would "
                               "not fit in memory (is it the right --num-classes or vocabulary?)")
+        keys: dict[str, str] = {}
         for modality, size in self.modalities.items():
-            if not modality:
-                raise ConfigError("modalities has an empty feature name")
+            if not isinstance(modality, str) or not modality:
+                raise ConfigError(f"modalities has an empty or non-string feature name {modality!r}")
             _check_size(f"modalities.{modality}", size, optional=False)
+            clash = keys.setdefault(module_key(modality), modality)
+            if clash != modality:
+                raise ConfigError(f"modalities {clash!r} and {modality!r} map to the same module key "
+                                  f"{module_key(modality)!r}; rename one")
         if self.hidden.init == "willow" and self.pooling.cluster_size is None:
             raise ConfigError("hidden.init 'willow' draws N(0, 1/K) from pooling.cluster_size, which is not set: "
                               "set pooling.cluster_size or use hidden.init xavier")

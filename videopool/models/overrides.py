@@ -10,6 +10,12 @@ plus the few explicit aliases of :data:`ALIASES` (``cluster_size`` means ``pooli
 are no other shortcuts: ``size`` is an error that names ``hidden.size``, ``type`` one that lists every
 ``*.type``. A mapping given for a *section* (``pooling``, ``hidden``, ...) is merged into it; a mapping
 given for a mapping-valued *field* (``modalities``, ``pooling.options``, ...) replaces it.
+
+Modalities: a new ``modalities`` mapping (``--features x:12``, ``--set 'modalities={x: 12}'``) makes the
+configuration fit those features: the per-modality settings (``pooling.cluster_size_divisor``,
+``pooling.per_modality``) keep their entries for the modalities that remain and drop the others, so a new
+modality gets the defaults. A dotted ``modalities.NAME`` changes the size of an existing modality only; naming a
+new one is an error (it would silently be read *beside* the others).
 """
 
 from __future__ import annotations
@@ -94,10 +100,41 @@ def key_hint(key: str, extra: Iterable[str] = ()) -> str:
 def apply_overrides(config: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
     """A deep copy of the config dict ``config`` with ``overrides`` applied (see module docstring)."""
     result = copy.deepcopy(dict(config))
-    for key, value in overrides.items():
-        path = resolve_key(str(key))
+    paths = [resolve_key(str(key)) for key in overrides]
+    for path, value in zip(paths, overrides.values()):
+        if path.startswith("modalities."):
+            _check_existing_modality(result, path, value)
         _set(result, path.split("."), value)
+        if path == "modalities" and isinstance(value, Mapping):
+            _fit_keyed_settings(result, set(value), explicit=paths)
     return result
+
+
+# Settings keyed by modality name, which must follow a change of the modalities.
+KEYED_BY_MODALITY = ("pooling.cluster_size_divisor", "pooling.per_modality")
+
+
+def _fit_keyed_settings(result: dict[str, Any], modalities: set[str], explicit: list[str]) -> None:
+    """Keep the per-modality entries of the remaining modalities; those the overrides set themselves stay."""
+    for path in KEYED_BY_MODALITY:
+        if any(p == path or p.startswith(path + ".") for p in explicit):
+            continue
+        section, leaf = path.split(".")
+        mapping = (result.get(section) or {}).get(leaf)
+        if isinstance(mapping, dict):
+            result[section][leaf] = {name: v for name, v in mapping.items() if name in modalities}
+
+
+def _check_existing_modality(result: dict[str, Any], path: str, value: Any) -> None:
+    name = path[len("modalities."):]
+    current = result.get("modalities") or {}
+    if name not in current:
+        sizes = ",".join(f"{m}:{size}" for m, size in current.items())
+        raise ConfigError(
+            f"modalities.{name}={value!r} would add feature {name!r} beside {', '.join(map(repr, current))}; "
+            f"a dotted modalities key only changes an existing size. To read only {name!r}: --features "
+            f"{name}:{value} (or --set 'modalities={{{name}: {value}}}'); to read it as well: --features "
+            f"{sizes},{name}:{value}")
 
 
 def _set(target: dict[str, Any], parts: list[str], value: Any) -> None:

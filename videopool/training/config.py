@@ -38,6 +38,7 @@ class TrainConfig:
     out: str = ""
     num_classes: int | None = None
     vocabulary: str | None = None
+    layout: str | None = None  # record layout of the data (videopool.data.layouts); None = read off the files
     model_overrides: dict[str, Any] = field(default_factory=dict)  # dotted model-config path -> value
     init_from: str | None = None  # a run or checkpoint of the same model config: the initial weights (not resume)
     # recipe: the values of WILLOW's gated NetVLAD command (its README) by default

@@ -17,9 +17,11 @@ def override_for_features(config: TrainConfig, num_classes: int, features: dict[
     override of this model can, what kind of model does."""
     from videopool.models import resolve_config
 
+    from videopool.data.layouts import features_text
+
     wanted = modalities_text(features)
     options: dict = {"modalities": dict(features)}
-    flags = [f"--set 'modalities={wanted}'"]
+    flags = [f"--features {features_text(features)}"]  # per-modality settings follow (models.overrides)
     while True:
         try:
             resolve_config(config.model, num_classes=num_classes, **{**config.model_overrides, **options})

@@ -39,6 +39,7 @@ from videopool.core.malloc import tune_malloc
 from videopool.core.precision import autocast, resolve_device, resolve_precision
 from videopool.core.rng import rng_state, seed_everything, set_rng_state
 from videopool.data.loader import expand_patterns, make_loader, resolve_workers, set_loader_epoch
+from videopool.data.layouts import resolve_layout
 from videopool.data.preflight import check_shards
 from videopool.inference import evaluate, inference_num_frames
 from videopool.models import checkpoint as ckpt
@@ -297,6 +298,7 @@ class Trainer:
             if not patterns:
                 continue
             check = check_shards(expand_patterns(patterns, what), features=self.model.config.modalities,
+                                 record_layout=resolve_layout(c.layout),
                                  num_classes=self.num_classes, on_error=c.on_bad_record, what=what,
                                  reads_with=lambda found: override_for_features(c, self.num_classes, found))
             for error in check.bad_records:
