@@ -181,6 +181,18 @@ BAD_INPUTS = [
     (["evaluate", "{run}", "--data", "{validate}", "--test-time-samples", "3"], "add --sampling random"),
     (["evaluate", "{run}", "--data", "{validate}", "--test-time-samples", "0"],
      "--test-time-samples: must be a positive integer, got '0'"),
+    # train-segments / evaluate-segments
+    (["train-segments", "--data", "{train}", "--out", "{tmp}/s"], "no --from given"),
+    (["train-segments", "--from", "{run}", "--data", "{train}", "--out", "{tmp}/s", "--set", "fc_sise=3"],
+     "did you mean 'fc_size'?"),
+    (["train-segments", "--from", "{run}", "--out", "{tmp}/s", "--model", "nosuch"], "invalid choice: 'nosuch'"),
+    (["train-segments", "--from", "{tmp}/missing", "--data", "{train}", "--out", "{tmp}/s"], "missing' does not exist"),
+    (["train-segments", "--from", "{run}", "--data", "{train}", "--out", "{tmp}/s", "--context", "-1"],
+     "--context: must be an integer >= 0, got '-1'"),
+    (["train-segments", "--from", "{run}", "--out", "{tmp}/s"], "no --data given"),
+    (["train-segments", "--out", "{tmp}/s", "--resume"], "cannot resume"),
+    (["evaluate-segments", "{run}", "--data", "{validate}"], "holds a video-level model"),
+    (["evaluate-segments", "{run}", "--data", "{validate}", "--top-n", "0"], "--top-n: must be a positive integer"),
     # no sub-command of that name
     (["trian"], "invalid choice: 'trian'"),
 ]
