@@ -136,6 +136,15 @@ def test_a_checkpoint_of_another_family_is_refused():
         infer_overrides(shapes, get_model_config("gated_netvlad_256"))
     with pytest.raises(TFImportError, match="no video stream scope"):
         infer_overrides({"RNN/kernel": (1152, 4)}, get_model_config("gated_netvlad_256"))
+    with pytest.raises(TFImportError, match=r"needs a 2-d variable 'video_VLAD/cluster_weights' \(found shape"):
+        infer_overrides({"video_VLAD/cluster_weights": (1024,)}, get_model_config("gated_netvlad_256"))
+    # within a family the variables decide: WILLOW's GatedDBoF has dim_red, its SoftDBoF has not
+    gated = {"video_DBOF/cluster_weights": (1024, 16), "video_DBOF/dim_red": (16, 1024),
+             "hidden1_weights": (16, 4), "fully_connected/weights": (4, 3)}
+    assert infer_overrides(gated, get_model_config("soft_dbow_4096"))["pooling.type"] == "gated_soft_dbow"
+    del gated["video_DBOF/dim_red"]
+    found = infer_overrides(gated, get_model_config("gated_soft_dbow_4096"))
+    assert (found["pooling.type"], found["classifier.type"], found["num_classes"]) == ("soft_dbow", "logistic", 3)
 
 
 @needs_fixtures

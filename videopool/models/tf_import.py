@@ -45,7 +45,8 @@ _AUDIO_SCOPES = ("audio_VLAD", "audio_FV", "audio_DBOF")
 
 # Pooling types one named configuration may turn into when the variables say so (NetRVLAD is NetVLAD without
 # centroids); any other difference means the user chose a configuration of another family.
-_POOLING_FAMILIES = ({"netvlad", "netrvlad"}, {"nonlocal_netvlad", "nonlocal_netrvlad"}, {"nextvlad"}, {"netfv"})
+_POOLING_FAMILIES = ({"netvlad", "netrvlad"}, {"nonlocal_netvlad", "nonlocal_netrvlad"}, {"nextvlad"}, {"netfv"},
+                     {"soft_dbow", "gated_soft_dbow"})
 _EXAMPLE_CONFIG = {"netvlad": "gated_netvlad_256", "netrvlad": "gated_netrvlad_256", "nextvlad": "nextvlad_k128_g8",
                    "nonlocal_netvlad": "nl_netvlad_128", "nonlocal_netrvlad": "nl_netrvlad_128",
                    "netfv": "gated_netfv_128"}
@@ -65,6 +66,15 @@ def _scope(names, candidates) -> str | None:
         if any(n.startswith(scope + "/") for n in names):
             return scope
     return None
+
+
+def _need(model: Mapping[str, tuple[int, ...]], name: str, rank: int) -> tuple[int, ...]:
+    """The shape of ``name``, which must exist with ``rank`` dimensions (sizes are read from it)."""
+    if name not in model or len(model[name]) != rank:
+        found = f"shape {list(model[name])}" if name in model else "none"
+        raise TFImportError(f"the checkpoint needs a {rank}-d variable {name!r} (found {found}) to read the model's "
+                            "sizes: not a checkpoint of the WILLOW, NeXtVLAD or non-local NetVLAD code as released")
+    return model[name]
 
 
 def _family(pooling_type: str) -> str:
@@ -98,6 +108,8 @@ def infer_overrides(shapes: Mapping[str, tuple[int, ...]], base: ModelConfig) ->
         pooling_type = "netfv"
     elif video == "video_VLAD" and pooling_type in ("netvlad", "netrvlad"):
         pooling_type = "netvlad" if f"{video}/cluster_weights2" in model else "netrvlad"
+    elif video == "video_DBOF" and pooling_type in ("soft_dbow", "gated_soft_dbow"):
+        pooling_type = "gated_soft_dbow" if f"{video}/dim_red" in model else "soft_dbow"
     family = next((group for group in _POOLING_FAMILIES if base.pooling.type in group), {base.pooling.type})
     if pooling_type not in family:
         raise TFImportError(f"the checkpoint holds a {pooling_type} model, but --model is a {base.pooling.type} "
@@ -108,10 +120,10 @@ def infer_overrides(shapes: Mapping[str, tuple[int, ...]], base: ModelConfig) ->
     sizes, clusters = {}, {}
     for modality, scope in zip(names, streams):
         if nextvlad:
-            expand = model[f"{scope}/fully_connected/weights"]
+            expand = _need(model, f"{scope}/fully_connected/weights", 2)
             sizes[modality] = expand[0]
-            clusters[modality] = model[f"{scope}/cluster_weights2"][2]
-            groups = model[f"{scope}/fully_connected_1/weights"][1]
+            clusters[modality] = _need(model, f"{scope}/cluster_weights2", 3)[2]
+            groups = _need(model, f"{scope}/fully_connected_1/weights", 2)[1]
             if modality == names[0]:
                 out["pooling.options.groups"] = groups
                 out["pooling.options.expansion"] = expand[1] // expand[0]
@@ -119,11 +131,7 @@ def infer_overrides(shapes: Mapping[str, tuple[int, ...]], base: ModelConfig) ->
             else:
                 out[f"pooling.per_modality.{modality}.options.groups"] = groups
         else:
-            weights = model.get(f"{scope}/cluster_weights")
-            if weights is None:
-                raise TFImportError(f"the checkpoint has no {scope}/cluster_weights: cannot read its feature size "
-                                    "and cluster count")
-            sizes[modality], clusters[modality] = weights
+            sizes[modality], clusters[modality] = _need(model, f"{scope}/cluster_weights", 2)
     out["modalities"] = {name: sizes.get(name, base.modalities[name]) for name in names[:len(streams)]}
     k = clusters[names[0]]
     out["pooling.cluster_size"] = k
@@ -144,9 +152,7 @@ def infer_overrides(shapes: Mapping[str, tuple[int, ...]], base: ModelConfig) ->
         out["pooling.options.shared_weights"] = any(k.startswith(f"{video}/nonlocal_layer/") for k in model)
     out["input_batch_norm"] = "input_bn/gamma" in model
 
-    hidden = model.get("hidden1_weights")
-    if hidden is None:
-        raise TFImportError("the checkpoint has no hidden1_weights: not a WILLOW/NeXtVLAD/NLVLAD frame model")
+    hidden = _need(model, "hidden1_weights", 2)
     out["hidden.size"] = hidden[1]
     out["hidden.bias"] = "hidden1_biases" in model
     out["hidden.batch_norm"] = "hidden1_bn/gamma" in model
@@ -159,7 +165,7 @@ def infer_overrides(shapes: Mapping[str, tuple[int, ...]], base: ModelConfig) ->
 
     if "gating_weights_1" in model:
         out["gating.type"] = "se"
-        out["gating.reduction"] = max(1, hidden[1] // model["gating_weights_1"][1])
+        out["gating.reduction"] = max(1, hidden[1] // _need(model, "gating_weights_1", 2)[1])
     elif "gating_weights_2" in model:
         out["gating.type"] = "context"
         out["gating.add_batch_norm"] = "gating_bn/gamma" in model
@@ -167,7 +173,7 @@ def infer_overrides(shapes: Mapping[str, tuple[int, ...]], base: ModelConfig) ->
         out["gating.type"] = "none"
 
     if "gates/weights" in model and "experts/weights" in model:
-        gate_columns, expert_columns = model["gates/weights"][1], model["experts/weights"][1]
+        gate_columns, expert_columns = _need(model, "gates/weights", 2)[1], _need(model, "experts/weights", 2)[1]
         classes = gate_columns - expert_columns
         if classes < 1 or expert_columns % classes:
             raise TFImportError(f"gates/weights {list(model['gates/weights'])} and experts/weights "
@@ -176,7 +182,7 @@ def infer_overrides(shapes: Mapping[str, tuple[int, ...]], base: ModelConfig) ->
                     "classifier.prob_gating": "gating_prob_weights" in model, "num_classes": classes})
     elif "fully_connected/weights" in model:
         out.update({"classifier.type": "logistic", "classifier.prob_gating": "gating_prob_weights" in model,
-                    "num_classes": model["fully_connected/weights"][1]})
+                    "num_classes": _need(model, "fully_connected/weights", 2)[1]})
     else:
         raise TFImportError("the checkpoint has neither an MoE (gates/weights, experts/weights) nor a logistic "
                             "classifier (fully_connected/weights)")
