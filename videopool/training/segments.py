@@ -59,6 +59,7 @@ class SegmentTrainConfig(TrainConfig):
     batch_size: int = 128
     checkpoint_every: int = 200
     lr_decay_examples: int = 1_000_000
+    bf16_scheme: str = "autocast"  # bf16 master weights do not support the per-group learning rates
 
     def __post_init__(self) -> None:
         super().__post_init__()
