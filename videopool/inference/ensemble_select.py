@@ -104,10 +104,11 @@ def greedy_select(probabilities: Sequence[np.ndarray], labels: np.ndarray, *, ma
         raise ValueError("greedy selection needs at least one candidate")
     if max_models is not None and max_models < 1:
         raise ValueError(f"max_models must be at least 1, got {max_models}")
-    scores = [np.asarray(p, dtype=np.float32) for p in probabilities]
-    singles = [gap_at_k(p, labels, top_k) for p in scores]
+    # The candidates stay as given (float16 from the cache: n · V · 2 bytes each); only the running sum is float32.
+    scores = list(probabilities)
+    singles = [gap_at_k(np.asarray(p, dtype=np.float32), labels, top_k) for p in scores]
     first = int(np.argmax(singles))  # the first of equals: the candidates' order decides ties
-    picks, curve, total = [first], [singles[first]], scores[first].copy()
+    picks, curve, total = [first], [singles[first]], np.asarray(scores[first], dtype=np.float32).copy()
     while True:
         if max_models is not None and len(picks) >= max_models:
             return Selection(picks, curve, singles, "max_models")
@@ -155,7 +156,8 @@ def candidate_predictions(runs: Sequence[str], data: Sequence[str], cache_dir: s
 
     ``loader_factory`` builds the loader (default: :func:`~videopool.data.make_loader` with ``settings``,
     ``batch_size`` and ``workers``); it is asked for the largest frame count any candidate trained with, which is
-    what the built ensemble's loader serves (``--sampling uniform|random``)."""
+    what the built ensemble's loader serves (``--sampling uniform|random``; the built ensemble asks for the largest
+    count among its members, so pass the same ``--num-frames`` to both for identical frames)."""
     expand_patterns(list(data), "--data")
     fingerprint = data_fingerprint(data)
     paths = [os.path.abspath(find_checkpoint(run)) for run in runs]
