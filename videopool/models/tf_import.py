@@ -196,8 +196,9 @@ def _flag_bool(flag: str, value: Any) -> bool:
 
 
 def _relu(flag: str, value: Any) -> dict[str, Any]:
-    on = _flag_bool(flag, value)
-    return {"hidden.batch_norm": on, "hidden.bias": not on, "hidden.activation": "relu6" if on else "none"}
+    # only the activation: whether the hidden layer has hidden1_bn or hidden1_biases is read off the variables
+    # (WILLOW adds the BN when relu and add_batch_norm, so relu with --netvlad_add_batch_norm=False has a bias)
+    return {"hidden.activation": "relu6" if _flag_bool(flag, value) else "none"}
 
 
 def _to(key: str, convert: Callable[[str, Any], Any] | None = None) -> Callable[[str, Any], dict[str, Any]]:
