@@ -2,7 +2,8 @@
 
 Parameter counts are computed on the meta device (no memory is allocated), so even the
 300M-parameter configurations list instantly. ``--show NAME`` prints one configuration's
-full YAML (model, recipe, provenance).
+full YAML (model, recipe, provenance). ``--small`` lists the ``*_small`` twins at the demo data's number of
+classes: each has at most :data:`SMALL_MAX_PARAMETERS` (a test checks every one).
 """
 
 from __future__ import annotations
@@ -13,12 +14,20 @@ import sys
 
 from videopool.cli.arguments import positive_int
 
+# What "small" promises: a *_small twin has at most this many parameters at the demo's classes (CPU runs, tests).
+SMALL_MAX_PARAMETERS = 10_000_000
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("models", help="list the named model configurations", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pattern", help="shell-style filter on the name, e.g. '*netvlad*'")
-    p.add_argument("--num-classes", type=positive_int, default=None, help="count parameters for this many classes")
+    p.add_argument("--num-classes", type=positive_int, default=None,
+                   help="count parameters for this many classes (default: each configuration's own, 3862 for "
+                        "YouTube-8M; with --small: the demo data's 256)")
+    p.add_argument("--small", action="store_true",
+                   help=f"list only the *_small CPU/test twins (each at most {SMALL_MAX_PARAMETERS:,} parameters "
+                        "at the demo's classes)")
     p.add_argument("--no-small", action="store_true", help="hide the *_small CPU/test variants")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.add_argument("--show", metavar="NAME", help="print the full YAML of one configuration")
@@ -65,12 +74,22 @@ def run(args) -> int:
         print(yaml.safe_dump(get_named_config(args.show).to_dict(), sort_keys=False, width=110), end="")
         return 0
     names = list_models(args.pattern)
+    num_classes = args.num_classes
+    if args.small and args.no_small:
+        from videopool.core.errors import UserError
+
+        raise UserError("--small lists only the *_small twins and --no-small hides them: give one of them")
     if args.no_small:
         names = [name for name in names if not name.endswith("_small")]
+    if args.small:
+        from videopool.demo.world import DemoConfig
+
+        names = [name for name in names if name.endswith("_small")]
+        num_classes = num_classes or DemoConfig().num_classes
     if not names:
         print(f"videopool models: no configuration matches {args.pattern!r}", file=sys.stderr)
         return 1
-    rows = [describe(name, args.num_classes) for name in names]
+    rows = [describe(name, num_classes) for name in names]
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
