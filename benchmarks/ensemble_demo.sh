@@ -26,12 +26,9 @@ train gated_netfv --model gated_netfv_128_small --lr 3e-3 --set num_frames=32
 train gated_dbow --model gated_soft_dbow_4096_small --lr 3e-3 --set num_frames=64
 train avgpool_moe --model avgpool_moe_cg_small --lr 1e-2 --set num_frames=100
 
-for run in "$WORK"/runs/*; do
-  echo "== $run alone (every frame, the default of evaluate)"
-  videopool evaluate "$run" --data "$DATA/validate-*.tfrecord"
-done
 time videopool ensemble select "$WORK"/runs/* --data "$DATA/validate-*.tfrecord" --out "$WORK/select"
 time videopool ensemble select "$WORK"/runs/* --data "$DATA/validate-*.tfrecord" --out "$WORK/select"  # cached
+# every model on every frame (its single-model GAPs are those of `videopool evaluate RUN`)
 videopool ensemble select "$WORK"/runs/* --data "$DATA/validate-*.tfrecord" --out "$WORK/select-all" \
   --member-frames all
 videopool ensemble build "$WORK/select/selection.json" --out "$WORK/ensemble"
