@@ -150,6 +150,12 @@ BAD_INPUTS = [
     (["export", "{run}", "--out", "{data}"], "--out: '{data}' is a directory; give a file name"),
     (["export", "{run}", "--out", "{files}/plain.txt/m.pt2"], "'{files}/plain.txt' is a file, not a directory"),
     (["export", "{run}", "--out", "{tmp}/m.pt2", "--precision", "int8"], "--precision: invalid choice: 'int8'"),
+    (["export", "{run}", "--out", "{tmp}/m.pt2", "--storage", "int8"], "--storage int8 writes a checkpoint, not a pt2"),
+    (["export", "{run}", "--out", "{tmp}/m.safetensors", "--storage", "int4"], "--storage: invalid choice: 'int4'"),
+    (["export", "{run}", "--out", "{tmp}/m.safetensors", "--max-model-bytes", "1e3"], "over --max-model-bytes 1,000"),
+    (["export", "{run}", "--out", "{tmp}/m.safetensors", "--max-model-bytes", "lots"], "--max-model-bytes: must be a "),
+    (["export", "{run}", "--out", "{tmp}/m.onnx", "--opset", "16"], "--opset 16 is too old"),
+    (["export", "{run}", "--out", "{tmp}/m.onnx", "--precision", "bf16"], "--precision bf16 is for --format pt2"),
     # models
     (["models", "--show", "nosuch"], "unknown model 'nosuch'"),
     (["models", "--num-classes", "0"], "--num-classes: must be a positive integer, got '0'"),  # was ConfigError
@@ -162,6 +168,21 @@ BAD_INPUTS = [
     (["localize", "{run}", "--data", "{validate}", "--out", "{tmp}/s.csv", "--plot", "v001"], "go together"),
     (["check-submission", "{tmp}/missing.csv"], "missing.csv' does not exist"),
     (["check-submission", "{data}", "--top-n", "0"], "--top-n: must be a positive integer, got '0'"),
+    # average-checkpoints; evaluate --test-time-samples
+    (["average-checkpoints", "{run}", "--last", "9", "--out", "{tmp}/a.safetensors"], "keeps only 3 step checkpoint(s)"),
+    (["average-checkpoints", "--checkpoints", "{files}/missing.safetensors", "{files}/missing.safetensors", "--out",
+      "{tmp}/a.safetensors"], "missing.safetensors' does not exist"),
+    (["average-checkpoints", "{run}", "--out", "{run}"], "holds a training run"),
+    (["average-checkpoints", "{run}", "--last", "0", "--out", "{tmp}/a"], "--last: must be a positive integer, got '0'"),
+    (["evaluate", "{run}", "--data", "{validate}", "--test-time-samples", "3"], "add --sampling random"),
+    (["evaluate", "{run}", "--data", "{validate}", "--test-time-samples", "0"],
+     "--test-time-samples: must be a positive integer, got '0'"),
+    # ensemble select / build
+    (["ensemble", "select", "{run}", "--data", "{files}/none-*.tfrecord", "--out", "{tmp}/s", "--no-progress"],
+     "none-*.tfrecord' matches no file"),
+    (["ensemble", "build", "{files}/missing.json", "--out", "{tmp}/e"], "missing.json"),
+    (["ensemble", "build", "{run}", "{files}/missing.json", "--out", "{tmp}/e"], "one selection file or runs"),
+    (["ensemble", "build", "{data}", "--out", "{tmp}/e"], "holds no best.safetensors or last.safetensors"),
     # import-tf
     (["import-tf", "{tmp}/missing.ckpt", "--model", "gated_netvlad_256", "--out", "{tmp}/r"],
      "missing.ckpt.index' does not exist"),
@@ -172,15 +193,6 @@ BAD_INPUTS = [
     (["import-tf", "{tmp}/m.ckpt", "--model", "gated_netvlad_256", "--out", "{tmp}/r", "--set", "gating=maybe"],
      "the reference flag gating is true or false"),
     (["import-tf", "{tmp}/m.ckpt", "--out", "{tmp}/r"], "the following arguments are required: --model"),
-    # average-checkpoints; evaluate --test-time-samples
-    (["average-checkpoints", "{run}", "--last", "9", "--out", "{tmp}/a.safetensors"], "keeps only 3 step checkpoint(s)"),
-    (["average-checkpoints", "--checkpoints", "{files}/missing.safetensors", "{files}/missing.safetensors", "--out",
-      "{tmp}/a.safetensors"], "missing.safetensors' does not exist"),
-    (["average-checkpoints", "{run}", "--out", "{run}"], "holds a training run"),
-    (["average-checkpoints", "{run}", "--last", "0", "--out", "{tmp}/a"], "--last: must be a positive integer, got '0'"),
-    (["evaluate", "{run}", "--data", "{validate}", "--test-time-samples", "3"], "add --sampling random"),
-    (["evaluate", "{run}", "--data", "{validate}", "--test-time-samples", "0"],
-     "--test-time-samples: must be a positive integer, got '0'"),
     # train-segments / evaluate-segments
     (["train-segments", "--data", "{train}", "--out", "{tmp}/s"], "no --from given"),
     (["train-segments", "--from", "{run}", "--data", "{train}", "--out", "{tmp}/s", "--set", "fc_sise=3"],

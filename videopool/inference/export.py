@@ -7,12 +7,14 @@ statistics, the input normalisation folded into the pooling where the layers all
 ones ``videopool evaluate``/``predict`` produce. The file also carries ``videopool.json`` (model config, class
 count, modalities, precision, source checkpoint), readable with :func:`load_exported`.
 
-LSTM/GRU pooling cannot be exported: packing the sequences by length needs the lengths on the host.
+LSTM/GRU pooling cannot be exported here (packing the sequences by length needs the lengths on the host); the ONNX
+export (:mod:`videopool.inference.onnx_export`) handles them.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import torch
@@ -29,10 +31,11 @@ class ExportError(RuntimeError):
     """``torch.export`` could not trace the model."""
 
 
-def export_model(checkpoint: str, out: str, *, precision: str = "fp32") -> dict[str, Any]:
+def export_model(checkpoint: str, out: str, *, precision: str = "fp32", max_bytes: int | None = None) -> dict[str, Any]:
     """Write ``checkpoint`` (a ``.safetensors`` file or a run directory) to ``out`` as a ``.pt2`` program.
 
-    ``precision`` ``"bf16"`` exports the bf16 copy (inputs must then be bf16). Returns the metadata written.
+    ``precision`` ``"bf16"`` exports the bf16 copy (inputs must then be bf16). ``max_bytes``: refuse (nothing
+    written) a program larger than this. Returns the metadata written.
     """
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"export precision must be 'fp32' or 'bf16', got {precision!r}")
@@ -54,18 +57,34 @@ def export_model(checkpoint: str, out: str, *, precision: str = "fp32") -> dict[
     }
     with atomic_write(out, "wb") as handle, deferred_write_errors(handle) as writable:  # never a truncated .pt2
         torch.export.save(program, writable, extra_files={METADATA_FILE: json.dumps(metadata)})
+        if max_bytes is not None:  # checked inside the block: when it raises, the temporary file is removed
+            from videopool.models.storage import check_budget, sizes_by_mode
+
+            handle.flush()
+            size = os.fstat(handle.fileno()).st_size
+            check_budget(f"the {precision} program", size, max_bytes, sizes_by_mode(model, info))
     return metadata
 
 
-def trace(model: nn.Module, dtype: torch.dtype = torch.float32) -> torch.export.ExportedProgram:
-    """``torch.export`` of ``model`` in eval mode with a dynamic batch size and frame count."""
+def is_recurrent(model: nn.Module) -> set[str]:
+    """The LSTM/GRU pooling classes inside ``model`` (mixtures and ensembles included), which torch.export cannot
+    trace."""
+    return {type(module).__name__ for module in model.modules()} & {"LSTMPooling", "GRUPooling"}
+
+
+def trace(model: nn.Module, dtype: torch.dtype = torch.float32,
+          modalities: dict[str, int] | None = None) -> torch.export.ExportedProgram:
+    """``torch.export`` of ``model`` (any module taking ``(frames dict, mask)``; ``modalities``: its input sizes,
+    ``model.config.modalities`` by default) in eval mode with a dynamic batch size and frame count."""
     model = model.eval()
-    recurrent = {type(module).__name__ for module in model.modules()} & {"LSTMPooling", "GRUPooling"}  # mixtures too
+    recurrent = is_recurrent(model)
     if recurrent:
-        raise ExportError(f"{', '.join(sorted(recurrent))} cannot be exported: packing the sequences by length "
-                          "needs the lengths on the host; evaluate/predict run such models directly")
+        raise ExportError(f"{', '.join(sorted(recurrent))} cannot be exported as a .pt2 program: packing the "
+                          "sequences by length needs the lengths on the host; export it with --format onnx, or "
+                          "let evaluate/predict run it directly")
     # Example sizes other than 0 and 1, which torch.export would specialise.
-    frames = {name: torch.zeros(2, 3, size, dtype=dtype) for name, size in model.config.modalities.items()}
+    modalities = model.config.modalities if modalities is None else modalities
+    frames = {name: torch.zeros(2, 3, size, dtype=dtype) for name, size in modalities.items()}
     mask = torch.ones(2, 3, dtype=torch.bool)
     batch = torch.export.Dim("batch")
     num_frames = torch.export.Dim("frames")
