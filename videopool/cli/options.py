@@ -58,7 +58,12 @@ def skip_reporter(command: str):
 
 
 def report_skipped(command: str, loader) -> None:
-    """The end summary of the records a command's loader skipped (nothing when none was)."""
+    """The end summary of the records a command's loader skipped and of the videos it cut at the frame cap
+    (nothing when there were none)."""
+    cut = getattr(loader, "cut_videos", 0)
+    if cut:
+        print(f"videopool {command}: {cut} video(s) longer than the frame cap of {loader.frame_cap} were read up "
+              "to it", file=sys.stderr)
     skipped = getattr(loader, "skipped", None)
     if skipped is not None and skipped.count:
         print(f"videopool {command}: skipped {skipped.count} bad record(s) ({skipped.kinds()}) "

@@ -29,6 +29,7 @@ from videopool.data.video import SegmentAnnotations, Video
 __all__ = ["decode_record", "encode_video", "infer_schema"]
 
 _PRESET_ORDER = ("rgb", "audio", "mean_rgb", "mean_audio")
+FRAMES_IN_RECORD = "frames_in_record"  # Video.extra key: the frames of a video cut at max_frames
 _BYTES_VALUES = attrgetter("bytes_list.value")
 _FIRST = itemgetter(0)
 
@@ -73,8 +74,9 @@ def _decode_frame_level(payload, schema: Schema, dequantize: bool, max_frames: i
             if views is not None and _other_lists_valid(buf, lists, schema):
                 context = _parse(pb.Features, context_bytes, "the context of a SequenceExample")
                 video_id, labels, segments = _read_context(context.feature, schema)
-                features = _finish_frames(schema, views, dequantize, max_frames)
-                return Video(video_id, labels, features, segments)
+                extra: dict = {}
+                features = _finish_frames(schema, views, dequantize, max_frames, extra)
+                return Video(video_id, labels, features, segments, extra)
     return _decode_frame_level_general(buf, schema, dequantize, max_frames)
 
 
@@ -122,7 +124,8 @@ def _decode_frame_level_general(buf, schema: Schema, dequantize: bool, max_frame
                               f"{', '.join(sorted(lists)) or 'none'})", kind="missing_feature")
         matrices.append(_frames_from_protobuf(lists[spec.record_key].feature, spec))
     video_id, labels, segments = _read_context(message.context.feature, schema)
-    return Video(video_id, labels, _finish_frames(schema, matrices, dequantize, max_frames), segments)
+    extra: dict = {}
+    return Video(video_id, labels, _finish_frames(schema, matrices, dequantize, max_frames, extra), segments, extra)
 
 
 def _frames_from_protobuf(frames, spec: FeatureSpec, video_level: bool = False) -> np.ndarray:
@@ -165,8 +168,9 @@ def _frames_checked(frames, spec: FeatureSpec, video_level: bool) -> np.ndarray:
 
 
 def _finish_frames(schema: Schema, matrices: list[np.ndarray], dequantize: bool,
-                   max_frames: int | None) -> dict[str, np.ndarray]:
-    """Check frame counts, truncate, and turn views into owned float32 / uint8 arrays."""
+                   max_frames: int | None, extra: dict | None = None) -> dict[str, np.ndarray]:
+    """Check frame counts, truncate, and turn views into owned float32 / uint8 arrays. A video cut at
+    ``max_frames`` records its full length in ``extra[FRAMES_IN_RECORD]``, so the cut can be reported."""
     counts = [m.shape[0] for m in matrices]
     for spec, count in zip(schema.features, counts):
         if count == 0:
@@ -174,6 +178,8 @@ def _finish_frames(schema: Schema, matrices: list[np.ndarray], dequantize: bool,
     if len(set(counts)) > 1:
         detail = ", ".join(f"{spec.name}={count}" for spec, count in zip(schema.features, counts))
         raise RecordError(f"feature lists have different frame counts ({detail})", kind="frame_count")
+    if extra is not None and max_frames is not None and counts[0] > max_frames:
+        extra[FRAMES_IN_RECORD] = counts[0]
     features = {}
     for spec, matrix in zip(schema.features, matrices):
         if max_frames is not None:

@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import get_worker_info
 
 from videopool.data.batch import VideoBatch
+from videopool.data.codec import FRAMES_IN_RECORD
 from videopool.data.errors import BAD_RECORDS_KEY
 
 # float32 constants of the YouTube-8M decoder: x = q * 4/255 + (4/512 - 2).
@@ -101,6 +102,10 @@ def collate_videos(items: Sequence[dict], dequantize: bool = True) -> VideoBatch
 
     labels = torch.stack([_as_tensor(item["labels"]).to(torch.float32) for item in items])
     segments = [item.get("segments") for item in items]
+    extra = {BAD_RECORDS_KEY: bad_records} if bad_records else {}
+    cut = [(item["id"], item[FRAMES_IN_RECORD]) for item in items if FRAMES_IN_RECORD in item]
+    if cut:  # videos longer than the frame cap: (id, frames in the record), for make_loader to report
+        extra[FRAMES_IN_RECORD] = cut
     return VideoBatch(
         ids=[item["id"] for item in items],
         frames=frames,
@@ -108,7 +113,7 @@ def collate_videos(items: Sequence[dict], dequantize: bool = True) -> VideoBatch
         num_frames=torch.tensor([int(item["num_frames"]) for item in items], dtype=torch.int64),
         labels=labels,
         segments=segments if any(s is not None for s in segments) else None,
-        extra={BAD_RECORDS_KEY: bad_records} if bad_records else {},
+        extra=extra,
     )
 
 

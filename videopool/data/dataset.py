@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
-from videopool.data.codec import decode_record, infer_schema
+from videopool.data.codec import FRAMES_IN_RECORD, decode_record, infer_schema
 from videopool.data.errors import BAD_RECORDS_KEY, ErrorPolicy, RecordError, forwarding_policy
 from videopool.data.io import expand_paths
 from videopool.data.sampling import FrameSelection, select_frames
@@ -56,8 +56,11 @@ def make_item(video: Video, selection: FrameSelection, rng: np.random.Generator 
     labels = torch.zeros(num_classes, dtype=torch.float32)
     if video.labels:
         labels[torch.as_tensor(video.labels, dtype=torch.int64)] = 1.0
-    return {"id": video.id, "frames": frames, "num_frames": num_frames, "labels": labels,
+    item = {"id": video.id, "frames": frames, "num_frames": num_frames, "labels": labels,
             "segments": video.segments}
+    if FRAMES_IN_RECORD in video.extra:  # cut at the frame cap: the loader reports it
+        item[FRAMES_IN_RECORD] = video.extra[FRAMES_IN_RECORD]
+    return item
 
 
 class _ShardReader:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from typing import Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch.utils.data import DataLoader
 
 from videopool.data.batch import VideoBatch
+from videopool.data.codec import FRAMES_IN_RECORD
 from videopool.data.collate import collate_videos
-from videopool.data.dataset import VideoIterableDataset
+from videopool.data.dataset import TF_MAX_FRAMES, VideoIterableDataset
 from videopool.data.errors import (
     BAD_RECORDS_KEY,
     DEFAULT_MAX_BAD_RECORDS,
@@ -148,6 +150,9 @@ def make_loader(
     )
 
 
+_WARNED_CUTS: set[str] = set()  # the ``what`` of the loaders that warned of a video cut at the frame cap
+
+
 class VideoLoader(DataLoader):
     """The DataLoader :func:`make_loader` returns: it applies the bad-record policy in the main process.
 
@@ -155,7 +160,9 @@ class VideoLoader(DataLoader):
     worker read it. Iterating raises the first one under ``"error"``; under ``"skip"`` it counts them in
     :attr:`skipped`, reports each to ``on_skip`` and stops the pass with :class:`BadRecordLimitError` beyond
     ``max_bad_records``. Batches that held only bad records are dropped, so every batch has videos.
-    :attr:`records_read` counts the pass's records, good and bad.
+    :attr:`records_read` counts the pass's records, good and bad. A video longer than the frame cap (the
+    dataset's ``max_frames``, for ``"all"`` also its ``num_frames``) is read up to the cap; :attr:`cut_videos`
+    counts the pass's, and the first one of each ``what`` in a process is a warning naming it and the cap.
     """
 
     def __init__(self, dataset, *, what: str, on_bad_record: str, max_bad_records: float,
@@ -166,6 +173,24 @@ class VideoLoader(DataLoader):
         self.on_skip, self.bad_record_log = on_skip, bad_record_log
         self.skipped = ErrorPolicy(on_bad_record)
         self.records_read = 0
+        self.cut_videos = 0
+
+    @property
+    def frame_cap(self) -> int:
+        dataset = self.dataset
+        cap = getattr(dataset, "max_frames", TF_MAX_FRAMES)
+        selection = getattr(dataset, "selection", None)
+        return min(cap, selection.num_frames) if selection is not None and selection.strategy == "all" else cap
+
+    def _count_cut(self, cut: list[tuple[str, int]]) -> None:
+        self.cut_videos += len(cut)
+        if self.what not in _WARNED_CUTS:
+            _WARNED_CUTS.add(self.what)
+            video_id, frames = cut[0]
+            warnings.warn(f"{self.what}: video {video_id!r} has {frames} frames, more than the cap of "
+                          f"{self.frame_cap}: only its first {self.frame_cap} are read (the YouTube-8M readers' "
+                          "300, or num_frames / --num-frames with sampling 'all'); further videos like it are "
+                          "counted, not warned about", RuntimeWarning, stacklevel=3)
 
     def __iter__(self) -> Iterator[VideoBatch]:
         return self._checked(super().__iter__())
@@ -173,9 +198,13 @@ class VideoLoader(DataLoader):
     def _checked(self, batches) -> Iterator[VideoBatch]:
         policy = self.skipped = ErrorPolicy(self.on_bad_record)
         self.records_read = 0
+        self.cut_videos = 0
         try:
             for batch in batches:
                 errors = batch.extra.pop(BAD_RECORDS_KEY, ())
+                cut = batch.extra.pop(FRAMES_IN_RECORD, None)
+                if cut:
+                    self._count_cut(cut)
                 for error in errors:
                     policy.handle(error)  # raises it under "error"
                     if self.on_skip is not None:

@@ -373,7 +373,8 @@ class Trainer:
             # Saved at an epoch boundary: the uninterrupted run creates this epoch's iterator from the saved state.
             set_rng_state(self.pending_rng)
             self.pending_rng = None
-        iterator = iter(self.train_loader(epoch))
+        self.last_train_loader = loader = self.train_loader(epoch)
+        iterator = iter(loader)
         if self.pending_rng is not None:
             # Saved mid-epoch: creating a DataLoader iterator draws from torch's RNG, which the uninterrupted run
             # did before the save; restore the saved state after it, so dropout etc. continue exactly.
@@ -515,6 +516,10 @@ class Trainer:
                     self.validate_and_save()
             if self.last_validated_step != self.state.step:
                 self.validate_and_save()
+            cut = getattr(getattr(self, "last_train_loader", None), "cut_videos", 0)
+            if cut:  # videos longer than the frame cap in the last pass over --train-data (warned once)
+                self.logger.log("frame_cap", self.state.step, {"videos_cut": cut,
+                                                               "cap": self.last_train_loader.frame_cap})
             bad = self.bad_records.summary()
             if bad["count"]:  # the end-of-run summary of the skipped records (each one is in bad_records.jsonl)
                 self.logger.log("bad_records", self.state.step, {
