@@ -13,7 +13,8 @@ Run directory (the layout and the order of writes are described in docs/training
 
 Every file is written to a temporary name in the same folder, fsynced and moved into place with
 ``os.replace``, so a crash never leaves a half-written checkpoint under the final name.
-Weights are stored as fp32 whatever the training precision. The safetensors metadata
+Training stores its weights as fp32 whatever its precision (``videopool export --storage bf16|fp16|int8`` writes
+compact copies, :mod:`videopool.models.storage`, which :func:`read_weights` returns as fp32). The safetensors metadata
 key ``"videopool"`` holds JSON: ``model_config``, ``train_config``, ``num_classes``,
 ``feature_names``, ``step``, ``examples_seen``, ``epoch``, ``metrics``; the key ``"videopool_sha256"`` holds the
 SHA-256 of the tensor data (every byte after the header), checked by :func:`read_weights`: a checkpoint whose
