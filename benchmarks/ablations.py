@@ -263,7 +263,8 @@ def write_markdown(results: dict[str, dict[str, dict]], args: argparse.Namespace
         "the *ordering*, not a target for the value. Training throughput is end-to-end (data loading included) on",
         f"this machine's 2 cores ({platform.processor() or platform.machine()}; CPU flags: "
         f"{', '.join(flags) or 'neither avx512_bf16 nor amx_bf16'}; `--precision auto`, which is fp32 without AMX),",
-        "shared with other jobs, so videos/s vary by up to ~3× between rows; peak RSS of the whole sweep",
+        "shared with other jobs (up to ~10× slower when busy), so `train videos/s` is the fastest of a row's",
+        "seeds, the closest to a quiet machine, and still varies by several times between rows; peak RSS of the sweep",
         f"{peak_rss_gb:.1f} GB; `peak RSS MB` is each model's own peak over its seeds (– where not measured).",
         "Rows whose small twins are the same network (e.g. `soft_dbow_4096` and `soft_dbow_8000`) are trained",
         "once per seed and share the numbers.",
