@@ -115,8 +115,8 @@ def bn_loader(info: Mapping[str, Any], data: Sequence[str] | None, batch_size: i
             expand_patterns(patterns, "the run's train_data")
         except FileNotFoundError as err:
             raise UserError(f"{err}; pass --bn-data GLOB (training shards) or --bn averaged") from None
-    return make_loader(patterns, num_classes=int(info["num_classes"]), batch_size=batch_size or int(
-                           train.get("batch_size", 80)),
+    return make_loader(patterns, num_classes=int(info["num_classes"]),
+                       batch_size=batch_size or int(train.get("batch_size", 80)),
                        strategy=train.get("frame_selection", "random"), num_frames=int(train.get("num_frames", 300)),
                        shuffle=True, seed=int(train.get("seed", 0)), workers=workers, device=device,
                        what="--bn-data" if data else "the run's train_data",
@@ -143,7 +143,7 @@ def average_checkpoints(paths: Sequence[str], *, batch_norm: str = "recompute", 
     """The model whose weights are the mean of ``paths`` (eval mode) and the checkpoint info to save with it.
 
     ``batch_norm``: ``"recompute"`` (on ``bn_batches`` training batches, see :func:`bn_loader`) or
-    ``"averaged"``. The info is the newest checkpoint's, with ``averaged_from`` (path and step of each input) and
+    ``"averaged"``. The info is the last checkpoint's (``paths`` oldest first: the newest), with ``averaged_from`` (path and step of each input) and
     ``batch_norm`` added and the single checkpoint's validation metrics dropped."""
     if batch_norm not in BN_MODES:
         raise UserError(f"batch_norm must be one of {list(BN_MODES)}, got {batch_norm!r}")
@@ -151,7 +151,7 @@ def average_checkpoints(paths: Sequence[str], *, batch_norm: str = "recompute", 
     model = model_from_config_dict(infos[-1]["model_config"])
     model.load_state_dict(average_state_dicts(states), strict=True)
     model.to(device)
-    note = "averaged"
+    note = "averaged" if batch_norm_layers(model) else "none in this model"
     if batch_norm == "recompute" and batch_norm_layers(model):
         used = recompute_statistics(model, bn_loader(infos[-1], bn_data, batch_size, workers, device), bn_batches,
                                     device)
@@ -183,7 +183,7 @@ def save_averaged(model: torch.nn.Module, info: Mapping[str, Any], out: str) -> 
     else:
         os.makedirs(out, exist_ok=True)
         path = os.path.join(out, "best.safetensors")
-    ckpt.save_weights(path, {k: v for k, v in model.state_dict().items()}, dict(info))
+    ckpt.save_weights(path, model.state_dict(), dict(info))
     if path != out:
         link_atomically(path, os.path.join(out, "last.safetensors"))
     return path
