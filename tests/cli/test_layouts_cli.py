@@ -57,3 +57,24 @@ def test_models_small_lists_the_twins_at_the_demo_classes(capsys):
     assert [row["name"] for row in rows] == ["mfb_netvlad_concat_small"] and rows[0]["num_classes"] == 256
     assert main(["models", "--json", "--pattern", "mfb_netvlad_concat_small", "--num-classes", "3862"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["num_classes"] == 3862
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["inspect", "--layout", "yt8m_frme", "{data}"], "unknown layout 'yt8m_frme'; did you mean 'yt8m_frame'?"),
+    (["inspect", "--layout", "{tmp}/none.yaml", "{data}"], "layout file '{tmp}/none.yaml' does not exist"),
+    (["train", "--model", "netvlad_128_small", "--layout", "bogus", "--train-data", "{data}", "--num-classes", "12",
+      "--out", "{tmp}/run"], "unknown layout 'bogus'"),
+    (["train", "--model", "netvlad_128_small", "--features", "x", "--train-data", "{data}", "--num-classes", "12",
+      "--out", "{tmp}/run"], "--features 'x': 'x' is not NAME:SIZE"),
+    (["train", "--model", "netvlad_128_small", "--set", "modalities.x=12", "--train-data", "{data}",
+      "--num-classes", "12", "--out", "{tmp}/run"], "modalities.x=12 would add feature 'x' beside"),
+    (["make-demo-data", "{tmp}/demo", "--layout", "bogus"], "unknown layout 'bogus'"),
+    (["models", "--small", "--no-small"], "--small lists only the *_small twins"),
+])
+def test_bad_layout_and_feature_options_exit_2_with_one_line(tmp_path, capsys, argv, message):
+    data = str(tmp_path / "missing-*.tfrecord")
+    argv = [arg.format(tmp=tmp_path, data=data) for arg in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and message.format(tmp=tmp_path) in err, err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "demo").exists()

@@ -71,6 +71,10 @@ def _explicit_overrides(args) -> dict:
     from videopool.training.config import parse_set_arguments
 
     values = {field: getattr(args, flag) for flag, field in _FLAGS.items() if getattr(args, flag) is not None}
+    if args.layout is not None:
+        from videopool.data.layouts import resolve_layout
+
+        resolve_layout(args.layout)  # a bad --layout is exit 2 before the run directory is made
     if args.features is not None:
         from videopool.data.layouts import parse_features
 

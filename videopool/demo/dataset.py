@@ -116,6 +116,7 @@ def make_demo_data(out_dir: str | os.PathLike, *, seed: int = 0, train_videos: i
     config = config or DemoConfig(num_classes=num_classes)
     if videos_per_shard <= 0:
         raise ValueError(f"videos_per_shard must be positive, got {videos_per_shard}")
+    layout = resolve_layout(layout)  # a bad layout fails before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     existing = sorted(p.name for p in out.iterdir() if p.suffix == ".tfrecord" or p.name == "manifest.json")
