@@ -190,3 +190,17 @@ def test_segment_config_is_strict():
         SegmentModelConfig.from_dict({"segment_model": "context_awake", "video": video})
     with pytest.raises(ConfigError, match="at least 2 members"):
         SegmentModelConfig.from_dict({"segment_model": "average", "members": []})
+
+
+def test_precise_batch_norm_leaves_the_frozen_video_encoder_alone():
+    from videopool.training.batch_norm import recompute_batch_norm
+
+    video = _video_model()
+    model = ContextAwareSegmentClassifier(_config("context_aware", video))
+    model.load_video_weights(video)
+    frozen = {k: v.clone() for k, v in model.video_encoder.state_dict().items()}
+    trained = {k: v.clone() for k, v in model.segment_encoder.state_dict().items() if "running_mean" in k}
+    segment, mask, whole, whole_mask = _inputs()
+    recompute_batch_norm(model, [0, 1], lambda _: model(segment, mask, whole, whole_mask))
+    assert all(torch.equal(v, model.video_encoder.state_dict()[k]) for k, v in frozen.items())
+    assert trained and any(not torch.equal(v, model.segment_encoder.state_dict()[k]) for k, v in trained.items())
