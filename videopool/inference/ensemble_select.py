@@ -300,8 +300,9 @@ def plot_curve(selection: Selection, names: Sequence[str], path: str, title: str
     x = np.arange(1, len(selection.curve) + 1)
     y = 100 * np.asarray(selection.curve)
     axes.plot(x, y, marker="o", color="tab:blue")
-    for xi, yi, index in zip(x, y, selection.picks):
-        axes.annotate(names[index], (xi, yi), textcoords="offset points", xytext=(4, -12), fontsize=7)
+    for m, (xi, yi, index) in enumerate(zip(x, y, selection.picks)):
+        axes.annotate(("+ " if m else "") + names[index], (xi, yi), textcoords="offset points", xytext=(4, -12),
+                      fontsize=7)
     best_single = 100 * max(selection.single_gaps)
     axes.axhline(best_single, color="gray", linestyle=":", linewidth=1, label=f"best single model {best_single:.2f}")
     axes.set_xlabel("number of models in the ensemble")
