@@ -24,7 +24,8 @@ import math
 import torch
 import torch.nn as nn
 from torch import Tensor
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.func import functional_call
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 from videopool.layers.registry import register_pooling
 from videopool.layers.base import FramePooling
@@ -68,8 +69,9 @@ class _RecurrentPooling(FramePooling):
         self.output_states = output_states
 
     def _run(self, frames: Tensor, mask: Tensor | None) -> tuple[Tensor | tuple[Tensor, Tensor], Tensor | None]:
+        """The final states, computed in float32 whatever the surrounding precision (see :meth:`_recur`)."""
         if mask is None:
-            return self.rnn(frames)[1], None
+            return self._recur(frames), None
         lengths = mask.sum(1)
         prefix = torch.arange(mask.shape[1], device=mask.device) < lengths.unsqueeze(1)
         if not torch.equal(mask, prefix):
@@ -79,7 +81,34 @@ class _RecurrentPooling(FramePooling):
             )
         # A video without frames still needs one step for packing; its output is zeroed by the caller.
         packed = pack_padded_sequence(frames, lengths.clamp_min(1).cpu(), batch_first=True, enforce_sorted=False)
-        return self.rnn(packed)[1], lengths == 0
+        return self._recur(packed), lengths == 0
+
+    def _recur(self, inputs: Tensor | PackedSequence) -> Tensor | tuple[Tensor, Tensor]:
+        """``self.rnn(inputs)``'s final state, with inputs, weights, gates and state in float32 (float64 for a
+        float64 input), cast back to the input's dtype.
+
+        Why: in a bf16 model the recurrence would otherwise run (partly) in bf16 — CPU autocast sends an
+        unpacked ``nn.LSTM`` to the bf16 oneDNN kernel (state and gates in bf16), and bf16 master weights
+        (``BF16MasterWeights``) make even the packed kernel mix bf16 into the gate matmuls — and the state
+        accumulated over hundreds of steps then carries bf16's 3 significant digits of rounding at every
+        step. CUDA autocast keeps RNNs in float32 for the same reason; this does it on every device.
+        """
+        dtype = inputs.data.dtype
+        wide = torch.float64 if dtype == torch.float64 else torch.float32  # a float64 model stays float64
+        if isinstance(inputs, PackedSequence):
+            inputs = inputs._replace(data=inputs.data.to(wide))
+        else:
+            inputs = inputs.to(wide)
+        low = {name: getattr(self.rnn, name) for name in self.rnn._flat_weights_names
+               if getattr(self.rnn, name).dtype != wide}
+        with torch.autocast(inputs.data.device.type, enabled=False):
+            if low:  # bf16 master weights / a bf16 copy: run on float32 casts (gradients flow back to them)
+                state = functional_call(self.rnn, {name: t.to(wide) for name, t in low.items()}, (inputs,))[1]
+            else:
+                state = self.rnn(inputs)[1]
+        if isinstance(state, tuple):
+            return tuple(s.to(dtype) for s in state)
+        return state.to(dtype)
 
     @staticmethod
     def _zero_empty(output: Tensor, empty: Tensor | None) -> Tensor:
