@@ -46,7 +46,12 @@ def test_custom_features_train_with_one_option_and_a_mismatch_names_both_sides(t
     assert len(err.splitlines()) == 1 and "rgb (1024), audio (128)" in err and "--features mfcc.v1:6" in err
     assert main(["train", "--model", "gated_netvlad_256_small", "--layout", str(layout), "--features", "mfcc.v1:6",
                  "--out", str(tmp_path / "run"), *common]) == 0
-    assert "validation gap=" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "validation gap=" in captured.out
+    assert "l2_normalize_frames is on for frames of 6 values" in captured.err  # a 6-d frame keeps only its direction
+    assert main(["train", "--model", "gated_netvlad_256_small", "--layout", str(layout), "--features", "mfcc.v1:6",
+                 "--set", "l2_normalize_frames=false", "--out", str(tmp_path / "off"), *common]) == 0
+    assert "l2_normalize_frames" not in capsys.readouterr().err
 
 
 def test_models_small_lists_the_twins_at_the_demo_classes(capsys):

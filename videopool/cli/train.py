@@ -85,6 +85,21 @@ def _explicit_overrides(args) -> dict:
     return values
 
 
+# Below this many values per frame, per-frame L2 normalisation leaves little but the frame's direction.
+_FEW_FRAME_VALUES = 16
+
+
+def _warn_small_normalized_frames(config, num_classes: int) -> None:
+    from videopool.models import resolve_config
+
+    model = resolve_config(config.model, num_classes=num_classes, **config.model_overrides)
+    width = sum(model.modalities.values())
+    if model.l2_normalize_frames and width < _FEW_FRAME_VALUES and int(os.environ.get("RANK", "0")) == 0:
+        print(f"videopool train: warning: l2_normalize_frames is on for frames of {width} values "
+              f"({', '.join(model.modalities)}): each frame keeps only its direction, not its magnitude; "
+              "--set l2_normalize_frames=false keeps it (docs/custom-features.md)", file=sys.stderr)
+
+
 def run(args) -> int:
     from videopool.core.files import DiskFullError
     from videopool.data import RecordError
@@ -95,6 +110,7 @@ def run(args) -> int:
     # a mistake in the flags, the config or the vocabulary is a UserError, which videopool.cli.main prints
     config = build_config(args.model, args.config, _explicit_overrides(args), args.out, resume=args.resume)
     num_classes = num_classes_for(config)
+    _warn_small_normalized_frames(config, num_classes)
     try:
         summary = train(config, num_classes, resume=args.resume)
     except NonFiniteLossError as err:
