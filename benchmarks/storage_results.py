@@ -39,7 +39,8 @@ def cpu_flags() -> str:
         text = open("/proc/cpuinfo").read()
     except OSError:
         return "unknown"
-    return " ".join(sorted({flag for flag in ("amx_bf16", "avx512_bf16") if flag in text})) or "neither amx_bf16 nor avx512_bf16"
+    found = sorted({flag for flag in ("amx_bf16", "avx512_bf16") if flag in text})
+    return " ".join(found) or "neither amx_bf16 nor avx512_bf16"
 
 
 def loader_for(data: str, info):
@@ -75,15 +76,16 @@ def main() -> None:
         model, stored = load_model(path)
         worst = max(float((model.state_dict()[name] - tensor).abs().max()) for name, tensor in reference.items()
                     if tensor.is_floating_point())
-        result = evaluate(model, loader_for(args.data, stored), loss=stored["train_config"]["loss"])
+        loss = stored.get("train_config", {}).get("loss", "bce_sum")
+        result = evaluate(model, loader_for(args.data, stored), loss=loss)
         base_gap = result["gap"] if base_gap is None else base_gap
         rows.append((mode, os.path.getsize(path), result, worst))
     fp32_bytes = rows[0][1]
     print("| storage | file bytes | vs fp32 | GAP@20 | ΔGAP vs fp32 | hit@1 | mAP | max abs weight change |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for mode, size, result, worst in rows:
-        print(f"| {mode} | {size:,} | {size / fp32_bytes:.3f} | {result['gap']:.4f} | {result['gap'] - base_gap:+.5f} | "
-              f"{result['hit_at_1']:.4f} | {result['map']:.4f} | {worst:.2e} |")
+        print(f"| {mode} | {size:,} | {size / fp32_bytes:.3f} | {result['gap']:.4f} | "
+              f"{result['gap'] - base_gap:+.5f} | {result['hit_at_1']:.4f} | {result['map']:.4f} | {worst:.2e} |")
 
     if not args.no_onnx:
         import onnxruntime

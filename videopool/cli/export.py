@@ -59,7 +59,8 @@ def add_parser(subparsers) -> None:
                    help="with --storage int8: quantise the parameters of at least N values (default 65536)")
     p.add_argument("--max-model-bytes", type=byte_count, default=None, metavar="N",
                    help="refuse to write a file of more than N bytes (e.g. 1e9)")
-    p.add_argument("--opset", type=int, default=None, help="onnx only: the ONNX opset (default 18, the oldest torch writes)")
+    p.add_argument("--opset", type=int, default=None,
+                   help="onnx only: the ONNX opset (default 18, the oldest torch writes)")
     p.set_defaults(func=run)
 
 
