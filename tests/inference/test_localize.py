@@ -187,3 +187,22 @@ def test_the_timeline_of_a_rated_video_is_a_png_of_its_top_and_rated_classes(pla
     assert timeline_classes(timeline.scores, [1, 2], timeline.ratings, top=1)[-1] == 0  # rated, not whitelisted
     path = plot_timeline(tmp_path / "a.png", timeline, [0, 1, 2], class_names={0: "zero", 1: "one", 2: "two"})
     assert open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_context_model_sees_the_video_as_in_training_at_most_video_frames_evenly_spaced():
+    from videopool.data.segments import even_frames
+    from videopool.inference.localize import even_context
+
+    lengths = [3, 10, 7]
+    frames = torch.zeros(3, 10, 2)
+    mask = torch.zeros(3, 10, dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        frames[i, :n, 0] = torch.arange(n) + 1.0  # frame t carries t + 1
+        mask[i, :n] = True
+    context, kept = even_context({"x": frames}, mask, 4)
+    for i, n in enumerate(lengths):
+        expected = torch.from_numpy(even_frames(n, 4)).float() + 1
+        assert torch.equal(context["x"][i, kept[i], 0], expected)
+        assert bool((context["x"][i, ~kept[i]] == 0).all())
+    same, same_mask = even_context({"x": frames}, mask, None)
+    assert same["x"] is frames and same_mask is mask

@@ -15,8 +15,8 @@ Batching: the segments of all the videos of a loader batch are scored together, 
 segments, through the model's forward on frames ``[S, 5 + 2t, D]`` and mask ``[S, 5 + 2t]`` (the segment-model
 contract of :mod:`videopool.models.segment`; an ordinary video-level model is a context-ignoring segment
 scorer). A model with ``needs_video_context = True`` also receives the whole video of each segment, row for row
-(gathered per chunk, so its chunks are capped at :data:`CONTEXT_CHUNK` segments: 256 x 300 frames x 1152 x 4 B =
-354 MB). There is never one pass per class: the whitelist is a column selection of each chunk's scores, which go to
+(at most ``video_frames`` evenly spaced frames, as in its training; gathered per chunk, so its chunks are capped at
+:data:`CONTEXT_CHUNK` segments: 256 x 300 frames x 1152 x 4 B = 354 MB). There is never one pass per class: the whitelist is a column selection of each chunk's scores, which go to
 a :class:`~videopool.inference.topk.StreamingTopK` (memory: its docstring).
 """
 
@@ -33,6 +33,7 @@ from torch import nn
 
 from videopool.core.files import atomic_write
 from videopool.core.errors import UserError
+from videopool.data.segments import even_frames
 from videopool.inference.formats import write_segment_rows
 from videopool.inference.predict import bf16_copy, check_finite_scores
 from videopool.inference.topk import StreamingTopK
@@ -129,6 +130,7 @@ def localize(
     top_n: int = DEFAULT_TOP_N,
     batch_size: int = 2048,
     context_frames: int = 0,
+    video_frames: int | None = None,
     drop_edge_segments: bool = False,
     precision: str = "fp32",
     device: str | torch.device | None = None,
@@ -137,8 +139,10 @@ def localize(
     pending: int | None = None,
 ) -> Localization:
     """Score every segment of every video of ``loader`` (batches of whole videos: ``strategy="all"``) for the
-    classes ``class_ids`` and keep each class's ``top_n`` best (module docstring). ``timeline_video`` keeps that
-    video's per-segment scores for :func:`videopool.inference.timeline.plot_timeline`."""
+    classes ``class_ids`` and keep each class's ``top_n`` best (module docstring). A model that needs the whole
+    video gets at most ``video_frames`` evenly spaced frames of it (None: all), as in its training
+    (:func:`videopool.data.segments.even_frames`). ``timeline_video`` keeps that video's per-segment scores for
+    :func:`videopool.inference.timeline.plot_timeline`."""
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"inference precision must be 'fp32' or 'bf16', got {precision!r}")
     class_ids = [int(c) for c in class_ids]
@@ -161,6 +165,8 @@ def localize(
             batch = batch.to(device, non_blocking=True)
             frames = {name: x.to(dtype) for name, x in batch.frames.items()}
             segments = split_segments(frames, batch.mask, context_frames, drop_edge_segments)
+            if needs_context:
+                context, context_mask = even_context(frames, batch.mask, video_frames)
             names = [f"{batch.ids[r]}:{s}" for r, s in zip(segments.video_rows.tolist(), segments.starts.tolist())]
             for start in range(0, len(names), chunk):
                 part = slice(start, start + chunk)
@@ -168,8 +174,8 @@ def localize(
                 extra = {}
                 if needs_context:
                     rows = segments.video_rows[part]
-                    extra = {"video_frames": {name: x.index_select(0, rows) for name, x in frames.items()},
-                             "video_mask": batch.mask.index_select(0, rows)}
+                    extra = {"video_frames": {name: x.index_select(0, rows) for name, x in context.items()},
+                             "video_mask": context_mask.index_select(0, rows)}
                 with torch.inference_mode():  # the top-k state stays an ordinary tensor, updated outside
                     scores = probabilities_of(runner(inputs, segments.mask[part], **extra)).float().cpu()
                 check_finite_scores(names[part], scores)
@@ -188,6 +194,24 @@ def localize(
         bar.close()
         model.train(was_training)
     return result
+
+
+def even_context(frames: dict[str, torch.Tensor], mask: torch.Tensor,
+                 limit: int | None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """The whole videos of a batch as a context model saw them in training: at most ``limit`` evenly spaced real
+    frames each (all of them when None or when the video is short enough), real frames first, then padding."""
+    lengths = mask.sum(dim=1).tolist()
+    if limit is None or max(lengths, default=0) <= limit:
+        return frames, mask
+    picks = [torch.from_numpy(even_frames(n, limit)).to(mask.device) for n in lengths]
+    width = max(len(p) for p in picks)
+    index = torch.zeros(len(picks), width, dtype=torch.int64, device=mask.device)
+    kept = torch.zeros(len(picks), width, dtype=torch.bool, device=mask.device)
+    for row, pick in enumerate(picks):
+        index[row, :len(pick)], kept[row, :len(pick)] = pick, True
+    gathered = {name: x.gather(1, index[..., None].expand(-1, -1, x.shape[-1])) * kept[..., None]
+                for name, x in frames.items()}
+    return gathered, kept
 
 
 def _record_timeline(result: Localization, batch, segments: VideoSegments, part: slice, scores: torch.Tensor,
