@@ -417,8 +417,22 @@ class Trainer:
                              strategy=c.eval_sampling, num_frames=num_frames, shuffle=False, seed=c.seed,
                              workers=self.workers, rank=self.ctx.rank, world_size=self.ctx.world_size,
                              device=self.device, what="--val-data", **self._bad_data_options("val"))
-        return evaluate(self.eval_model(), loader, device=self.device, precision=self.precision, loss=c.loss,
+        # fp32 whatever the training precision: the float32 weights the checkpoint stores, scored as `videopool
+        # evaluate` (fp32 by default) scores them, so a run's validation GAP and evaluate's are one number.
+        return evaluate(self.validation_model(), loader, device=self.device, precision="fp32", loss=c.loss,
                         ctx=self.ctx, num_frames=num_frames)
+
+    def validation_model(self) -> nn.Module:
+        """The eval model with float32 weights: itself in fp32 training; in bf16 a float32 copy holding what
+        :meth:`save` writes (the fp32 masters, or the weight average)."""
+        model = self.eval_model()
+        if self.precision != "bf16":
+            return model
+        import copy
+
+        clone = copy.deepcopy(model).float()
+        clone.load_state_dict(self.step_fn.state_dict_fp32() if model is self.model else model.state_dict())
+        return clone
 
     def refresh_batch_norm(self) -> bool:
         """Precise BN before validating/saving (see :mod:`videopool.training.batch_norm`); True when it changed the
