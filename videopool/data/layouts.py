@@ -47,7 +47,6 @@ from videopool.core.errors import UserError
 from videopool.core.schema import ConfigError, check_choice, closest_hint, parse_dataclass
 from videopool.data import example_proto as pb
 from videopool.data.codec import infer_schema
-from videopool.data.errors import RecordError
 from videopool.data.schema import MAX_QUANTIZED_VALUE, MIN_QUANTIZED_VALUE, FeatureSpec, Schema
 
 __all__ = ["LAYOUTS", "Layout", "apply_layout", "detect_layout", "features_text", "load_layout", "resolve_layout"]
@@ -200,13 +199,9 @@ class Detection:
 def detect_layout(payload: bytes | memoryview, candidates: dict[str, Layout] | None = None) -> Detection:
     """Which of ``candidates`` (default: the built-in :data:`LAYOUTS`) a record is in: same level, every feature
     under its record key with its size and encoding, and one of its id keys present."""
-    found = infer_schema(payload)
-    try:
-        message = pb.SequenceExample.FromString(payload)
-        context = list(message.context.feature) if found.level == "frame" else \
-            list(pb.Example.FromString(payload).features.feature)
-    except Exception:  # infer_schema parsed it; a second parse cannot fail differently in practice
-        raise RecordError("payload is not a tf.train.SequenceExample or tf.train.Example", kind="not_a_record")
+    found = infer_schema(payload)  # a RecordError for what is no record
+    # an Example's features and a SequenceExample's context are both field 1 (a Features message)
+    context = list(pb.SequenceExample.FromString(payload).context.feature)
     keys = {spec.name: f"{spec.size} {'bytes' if spec.encoding == 'bytes' else 'floats'}" for spec in found.features}
     detection = Detection(None, found, keys=keys, context=sorted(context))
     present = {spec.name: spec for spec in found.features}
