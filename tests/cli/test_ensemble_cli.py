@@ -74,7 +74,10 @@ def test_build_from_runs_weighs_repeats(trained_run, tmp_path, capsys):
     model, info = load_model(str(tmp_path / "e"))
     assert [m.weight for m in model.config.members] == [2.0, 1.0]
     assert model.frame_counts == [None, None]
-    capsys.readouterr()
+    assert main(["ensemble", "build", best, str(last), "--out", str(tmp_path / "t"), "--member-frames",
+                 "trained"]) == 0
+    assert load_model(str(tmp_path / "t"))[0].frame_counts == [300, 300]  # the tiny runs train on 300 frames
+    assert "300 frames (uniform)" in capsys.readouterr().out
 
 
 def _error(capsys):

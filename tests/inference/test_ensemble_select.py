@@ -105,7 +105,7 @@ def test_predictions_are_cached_and_reused(trained_run, tiny_data, tmp_path, mon
         assert list(a.ids) == list(b.ids)
     assert len(list((tmp_path / "cache").iterdir())) == 2
     # another frame setting is another key: computed again
-    candidate_predictions([str(steps[0])], data, str(tmp_path / "cache"), FrameSettings(member_frames="all"),
+    candidate_predictions([str(steps[0])], data, str(tmp_path / "cache"), FrameSettings(member_frames="trained"),
                           workers=0, progress=False)
     assert len(calls) == 3
 

@@ -119,8 +119,9 @@ def test_saved_ensemble_loads_back_and_scores_the_same(tmp_path):
         save_weights(paths[-1], model.state_dict(), {"model_config": model.config.to_dict(), "num_classes": V,
                                                      "train_config": {"num_frames": 3 + i,
                                                                       "frame_selection": "random"}})
-    ensemble, infos = ensemble_from_checkpoints(paths, [1.0, 2.0, 1.0])
-    assert ensemble.frame_counts == [3, 4, 5]  # each run's own training count by default
+    assert ensemble_from_checkpoints(paths)[0].frame_counts == [None, None, None]  # every frame by default
+    ensemble, infos = ensemble_from_checkpoints(paths, [1.0, 2.0, 1.0], "trained")
+    assert ensemble.frame_counts == [3, 4, 5]  # each run's own training count
     out = tmp_path / "ensemble.safetensors"
     save_weights(str(out), ensemble.state_dict(), {"model_config": ensemble.config.to_dict(), "num_classes": V})
     loaded, info = load_model(str(out))

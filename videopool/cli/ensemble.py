@@ -13,10 +13,12 @@ and ``OUT/gap_curve.png``. Weights (``--weights``): ``counts`` (default) — eac
 times it was picked, which is the average the curve measured; ``equal`` — each model at most once, equal weights.
 
 ``build`` writes ``RUN_DIR/best.safetensors``: one checkpoint of an ensemble model whose forward averages its
-members' probabilities with those weights, each member on its own modalities and frame count
-(``--member-frames trained``: the frames per video its run trained with, as a uniform subsample of each video;
-``all``: every frame given). Its arguments are a ``selection.json`` or run directories / checkpoints (each one
-weight 1; a run given twice weighs 2).
+members' probabilities with those weights, each member on its own modalities. ``--member-frames all`` (default):
+every member sees every frame the loader gives, so the ensemble scores a video as the weighted mean of what
+``videopool evaluate RUN`` gives each member; ``trained``: each member sees the frames per video its run trained
+with, as a deterministic uniform subsample of each video (on the demo data this scored lower, see
+docs/results.md). Its arguments are a ``selection.json`` or run directories / checkpoints (each one weight 1; a
+run given twice weighs 2).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from videopool.cli.options import add_inference_options
 
 SELECTION_FILE = "selection.json"
 SELECTION_FORMAT = "videopool-ensemble-selection-1"
-MEMBER_FRAMES = ("trained", "all")  # videopool.inference.ensemble_select.MEMBER_FRAMES, without importing torch
+MEMBER_FRAMES = ("all", "trained")  # videopool.inference.ensemble_select.MEMBER_FRAMES, without importing torch
 
 
 def add_parser(subparsers) -> None:
@@ -48,9 +50,9 @@ def add_parser(subparsers) -> None:
     s.add_argument("--weights", choices=("counts", "equal"), default="counts",
                    help="counts (default): selection with replacement, weight = times picked; equal: each model "
                         "at most once")
-    s.add_argument("--member-frames", choices=MEMBER_FRAMES, default="trained",
-                   help="frames each candidate sees per video: its run's training count (uniform subsample, "
-                        "default) or every frame the loader gives")
+    s.add_argument("--member-frames", choices=MEMBER_FRAMES, default="all",
+                   help="frames each candidate sees per video: every frame the loader gives (default) or its "
+                        "run's training count (a uniform subsample)")
     s.add_argument("--cache", metavar="DIR", type=output_directory, default=None,
                    help="prediction cache folder (default: OUT/cache)")
     s.add_argument("--top-k", type=positive_int, default=20, help="GAP@k (default 20, the challenge's)")
@@ -64,7 +66,7 @@ def add_parser(subparsers) -> None:
     b.add_argument("--out", required=True, metavar="RUN_DIR", type=output_directory,
                    help="writes RUN_DIR/best.safetensors")
     b.add_argument("--member-frames", choices=MEMBER_FRAMES, default=None,
-                   help="frames each member sees (default: the selection's setting, else trained)")
+                   help="frames each member sees (default: the selection's setting, else all)")
     b.set_defaults(func=run_build)
 
 
@@ -145,15 +147,13 @@ def run_build(args) -> int:
 
     if any(os.path.exists(os.path.join(args.out, name)) for name in ("config.yaml", "resume.pt")):
         raise UserError(f"--out {args.out!r} holds a training run; give a new directory for the ensemble")
-    members, selection_path, member_frames = read_sources(args.sources)
-    member_frames = args.member_frames or member_frames or "trained"
+    members, selection_path, selected_frames = read_sources(args.sources)
+    member_frames = args.member_frames or selected_frames or "all"
     paths = [m["checkpoint"] for m in members]
     weights = [float(m["weight"]) for m in members]
-    counts = None
-    if member_frames == "all":
-        counts = [None] * len(paths)
-    elif selection_path is not None:
-        counts = [m.get("num_frames") for m in members]
+    counts = member_frames  # "all" or "trained" (each run's training count)
+    if member_frames == "trained" and selected_frames == "trained":
+        counts = [m.get("num_frames") for m in members]  # the counts the selection scored
     checksums = [data_checksum(path) for path in paths]
     for member, checksum in zip(members, checksums):
         if member.get("sha256") not in (None, checksum):

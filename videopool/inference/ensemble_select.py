@@ -39,7 +39,7 @@ from videopool.models.ensemble import EnsembleClassifier, EnsembleConfig, Ensemb
 from videopool.inference.predict import inference_num_frames, run_inference
 
 CACHE_FORMAT = "videopool-predictions-1"
-MEMBER_FRAMES = ("trained", "all")  # a member sees its training frame count (uniform subsample), or every frame
+MEMBER_FRAMES = ("all", "trained")  # a member sees every frame, or its training frame count (uniform subsample)
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class FrameSettings:
     num_frames: int | None = None
     seed: int = 0
     precision: str = "fp32"
-    member_frames: str = "trained"
+    member_frames: str = "all"
     options: tuple[tuple[str, Any], ...] = ()
 
     def key(self) -> dict[str, Any]:

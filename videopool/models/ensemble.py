@@ -17,7 +17,9 @@ Members with different frame counts: the ensemble's checkpoint records the large
 ``K_j`` from whatever the loader gave, per video, independently of the batch (a video's result does not depend on
 which videos share its batch). Under the default ``--sampling all`` a member with ``K_j`` therefore scores a video
 exactly as ``videopool evaluate RUN --sampling uniform --num-frames K_j`` scores it alone. A member with
-``num_frames`` null sees every frame given (as ``--sampling all`` alone).
+``num_frames`` null sees every frame given (as ``--sampling all`` alone); ``videopool ensemble build`` gives every
+member null unless asked for ``--member-frames trained`` (on the demo data every frame scored higher than each
+run's training count, docs/results.md "Greedy ensembles").
 
 The eval-mode forward returns the probabilities tensor and is a plain traceable module (``torch.export``, ONNX):
 the subsampling is index arithmetic and a gather, with no data-dependent Python branch.
@@ -210,11 +212,12 @@ def trained_frame_count(info: Mapping[str, Any]) -> int | None:
 
 
 def ensemble_from_checkpoints(paths: list[str], weights: list[float] | None = None,
-                              frame_counts: list[int | None] | None = None) -> tuple[EnsembleClassifier, list[dict]]:
+                              frame_counts: list[int | None] | str = "all") -> tuple[EnsembleClassifier, list[dict]]:
     """``(EnsembleClassifier in eval mode with the members' trained weights, the members' checkpoint infos)``.
 
     ``paths``: run directories or checkpoints (one per member); ``weights``: default 1 each; ``frame_counts``:
-    default each run's own training count (:func:`trained_frame_count`)."""
+    one per member, ``"all"`` (every member sees every frame) or ``"trained"`` (each run's own training count,
+    :func:`trained_frame_count`)."""
     from videopool.core.errors import UserError
     from videopool.models.checkpoint import load_model
 
@@ -223,7 +226,9 @@ def ensemble_from_checkpoints(paths: list[str], weights: list[float] | None = No
         if isinstance(model, EnsembleClassifier):
             raise UserError(f"{path!r} is an ensemble already; give the runs it was built from as members")
     weights = [1.0] * len(paths) if weights is None else list(weights)
-    if frame_counts is None:
+    if frame_counts == "all":
+        frame_counts = [None] * len(paths)
+    elif frame_counts == "trained":
         frame_counts = [trained_frame_count(info) for _, info in loaded]
     members = [EnsembleMember(model.config, float(w), count, info["path"])
                for (model, info), w, count in zip(loaded, weights, frame_counts)]
