@@ -28,9 +28,9 @@ train avgpool_moe --model avgpool_moe_cg_small --lr 1e-2 --set num_frames=100
 
 time videopool ensemble select "$WORK"/runs/* --data "$DATA/validate-*.tfrecord" --out "$WORK/select"
 time videopool ensemble select "$WORK"/runs/* --data "$DATA/validate-*.tfrecord" --out "$WORK/select"  # cached
-# every model on every frame (its single-model GAPs are those of `videopool evaluate RUN`)
-videopool ensemble select "$WORK"/runs/* --data "$DATA/validate-*.tfrecord" --out "$WORK/select-all" \
-  --member-frames all
+# each member on a uniform subsample of its run's training frame count instead of every frame
+videopool ensemble select "$WORK"/runs/* --data "$DATA/validate-*.tfrecord" --out "$WORK/select-trained" \
+  --member-frames trained
 videopool ensemble build "$WORK/select/selection.json" --out "$WORK/ensemble"
 time videopool evaluate "$WORK/ensemble" --data "$DATA/validate-*.tfrecord"
 videopool export "$WORK/ensemble" --out "$WORK/ensemble.pt2"
