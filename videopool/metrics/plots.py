@@ -27,9 +27,11 @@ _MAX_CURVE_POINTS = 4000  # a 22 M-point line renders no better than a few thous
 def _new_figure(width: float, height: float):
     # A bare Figure renders with the Agg canvas and never touches pyplot's global
     # backend, so plotting from a notebook or a headless job behaves the same.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(width, height), dpi=120)
+    FigureCanvasAgg(figure)  # an Agg renderer to measure text with (label placement), still without pyplot
     return figure, figure.subplots()
 
 
@@ -98,6 +100,12 @@ def plot_ap_vs_frequency(
     and the ``num_named`` worst-scoring classes among the more frequent half are
     labelled.
     """
+    _save(_ap_vs_frequency_figure(per_class_ap, class_positive_counts, class_names, num_named, title), path)
+    return str(path)
+
+
+def _ap_vs_frequency_figure(per_class_ap: Any, class_positive_counts: Any,
+                            class_names: Sequence[str] | Mapping[int, str] | None, num_named: int, title: str | None):
     ap = as_numpy(per_class_ap).astype(np.float64)
     counts = as_numpy(class_positive_counts).astype(np.int64)
     if ap.shape != counts.shape:
@@ -116,23 +124,58 @@ def plot_ap_vs_frequency(
     if present.size:
         mean_ap = float(ap[present].mean())
         axes.axhline(mean_ap, color="tab:red", linestyle="--", linewidth=1, label=f"mAP = {mean_ap:.4f}")
-    if class_names is not None and present.size:
-        for c in _classes_to_name(ap, counts, present, num_named):
-            try:
-                name = str(class_names[c])
-            except (IndexError, KeyError):
-                name = str(c)
-            axes.annotate(name, (counts[c], ap[c]), fontsize=7, xytext=(3, 3), textcoords="offset points")
     axes.set_xscale("log")
     axes.set_ylim(-0.02, 1.02)
     axes.set_xlabel("positive labels of the class (log scale)")
     axes.set_ylabel("average precision of the class")
     axes.set_title(title or "Per-class AP against class frequency")
     axes.grid(alpha=0.3, which="both")
-    axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    _save(figure, path)
-    return str(path)
+    legend = axes.legend(loc="best", fontsize=8, framealpha=0.9)
+    figure.tight_layout()  # before the labels: their placement is measured on the final layout
+    if class_names is not None and present.size:
+        points = [(counts[c], ap[c], _class_name(class_names, c)) for c in _classes_to_name(ap, counts, present,
+                                                                                              num_named)]
+        _place_labels(figure, axes, points, avoid=[legend])
+    return figure
+
+
+def _class_name(class_names: Sequence[str] | Mapping[int, str], c: int) -> str:
+    try:
+        return str(class_names[c])
+    except (IndexError, KeyError):
+        return str(c)
+
+
+# Where a label may sit relative to its point (offset in points, alignment), tried in this order.
+_LABEL_SPOTS = [((6, 4), "left", "bottom"), ((6, -4), "left", "top"), ((-6, 4), "right", "bottom"),
+                ((-6, -4), "right", "top"), ((0, 9), "center", "bottom"), ((0, -9), "center", "top"),
+                ((14, 10), "left", "bottom"), ((-14, 10), "right", "bottom"), ((14, -10), "left", "top"),
+                ((-14, -10), "right", "top")]
+
+
+def _place_labels(figure, axes, points: list[tuple[float, float, str]], avoid: Sequence[Any] = ()) -> list[str]:
+    """Label each ``(x, y, text)`` at the first of :data:`_LABEL_SPOTS` where the text's box stays inside the
+    axes and overlaps neither an earlier label nor an ``avoid`` artist (the legend); a point with no such spot
+    stays unlabelled (many classes share AP ≈ 0 at similar counts, and their names would print on top of each
+    other). Returns the texts placed, in order — greedy, so earlier points win."""
+    renderer = figure.canvas.get_renderer()
+    inside = axes.get_window_extent(renderer)
+    taken = [artist.get_window_extent(renderer).padded(2) for artist in avoid]
+    placed = []
+    for x, y, text in points:
+        for offset, horizontal, vertical in _LABEL_SPOTS:
+            label = axes.annotate(text, (x, y), xytext=offset, textcoords="offset points", fontsize=7,
+                                  ha=horizontal, va=vertical,
+                                  arrowprops={"arrowstyle": "-", "linewidth": 0.5, "color": "0.35",
+                                              "shrinkA": 0, "shrinkB": 2})  # which point a label names
+            box = label.get_window_extent(renderer)
+            fits = (box.x0 >= inside.x0 and box.x1 <= inside.x1 and box.y0 >= inside.y0 and box.y1 <= inside.y1)
+            if fits and not any(box.overlaps(other) for other in taken):
+                taken.append(box.padded(1))
+                placed.append(text)
+                break
+            label.remove()
+    return placed
 
 
 def _save(figure, path: str | os.PathLike) -> None:
