@@ -29,6 +29,7 @@ import io
 import json
 import logging
 import os
+import types
 import warnings
 from typing import Any, Mapping
 
@@ -142,10 +143,30 @@ def _torchscript_onnx(model: nn.Module, modalities: Mapping[str, int], names: li
     axes = {name: {0: "batch", 1: "frames"} for name in names}
     axes[OUTPUT_NAME] = {0: "batch"}
     buffer = io.BytesIO()
-    with torch.no_grad():
+    with torch.no_grad(), _plain_recurrence(model):
         torch.onnx.export(model, (frames, mask), buffer, dynamo=False, opset_version=opset, input_names=names,
                           output_names=[OUTPUT_NAME], dynamic_axes=axes)
     return onnx.load_model_from_string(buffer.getvalue())
+
+
+@contextlib.contextmanager
+def _plain_recurrence(model: nn.Module):
+    """Run each fp32 LSTM/GRU pooling's RNN directly while tracing. The layer's float32 guard (``_recur``) rebuilds
+    the PackedSequence to cast its data, and the TorchScript exporter only accepts a ``pack_padded_sequence`` fed
+    straight into the RNN; for fp32 weights and inputs the guard computes exactly the plain call, and the
+    self-check compares the graph with the unpatched model."""
+    patched = []
+    for module in model.modules():
+        rnn = getattr(module, "rnn", None)
+        if (type(module).__name__ in ("LSTMPooling", "GRUPooling") and hasattr(module, "_recur")
+                and all(p.dtype == torch.float32 for p in rnn.parameters())):
+            module._recur = types.MethodType(lambda self, inputs: self.rnn(inputs)[1], module)
+            patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module._recur  # the class's method again
 
 
 def check_against_eager(path: str, model: nn.Module, modalities: Mapping[str, int],
