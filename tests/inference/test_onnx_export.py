@@ -1,7 +1,7 @@
 """ONNX export (videopool.inference.onnx_export): onnxruntime on random inputs of several batch sizes and frame
 counts, padded videos included, scores like the eager model (|difference| <= 1e-5 on probabilities; measured
-~1e-7) for gated NetVLAD, NeXtVLAD, attention-similarity NetVLAD and an LSTM; the graph's names, dynamic axes
-and metadata; the budget refusal. Skipped only where onnx / onnxscript / onnxruntime are not installed
+~1e-7) for gated NetVLAD, NeXtVLAD, attention-similarity NetVLAD, an LSTM and a GRU; the graph's names, dynamic
+axes and metadata; the budget refusal. Skipped only where onnx / onnxscript / onnxruntime are not installed
 (pip install -e ".[export]")."""
 
 import os
@@ -27,6 +27,7 @@ MODELS = {
     "nextvlad": ("nextvlad_k128_g8_small", {"pooling.cluster_size": 8, "hidden.size": 16}),
     "attention_netvlad": ("attention_netvlad_256_small", {"cluster_size": 4, "hidden.size": 16}),
     "lstm": ("lstm_2x1024_small", {"pooling.hidden_size": 8, "hidden.size": 16}),
+    "gru_early_fusion": ("gru_2x1200_small", {"pooling.hidden_size": 8, "hidden.size": 16}),
 }
 
 
