@@ -65,7 +65,7 @@ def plot_timeline(path: str | os.PathLike, timeline, class_ids: Sequence[int], *
     handles = [Line2D([], [], color="tab:blue", lw=1.5, label="segment score (0 to 1)")]
     if rated:
         handles += [Patch(color="tab:green", alpha=0.25, label="rated positive"),
-                    Patch(facecolor="tab:red", alpha=0.15, hatch="//", label="rated negative")]
+                    Patch(facecolor="tab:red", edgecolor="tab:red", alpha=0.15, hatch="//", label="rated negative")]
     figure.legend(handles=handles, loc="outside upper right", ncols=len(handles), fontsize=8, frameon=False)
     figure.suptitle(f"video {timeline.video_id}: per-segment scores of its top classes", fontsize=10,
                     x=0.01, ha="left")
