@@ -16,8 +16,9 @@ segments, through the model's forward on frames ``[S, 5 + 2t, D]`` and mask ``[S
 contract of :mod:`videopool.models.segment`; an ordinary video-level model is a context-ignoring segment
 scorer). A model with ``needs_video_context = True`` also receives the whole video of each segment, row for row
 (at most ``video_frames`` evenly spaced frames, as in its training; gathered per chunk, so its chunks are capped at
-:data:`CONTEXT_CHUNK` segments: 256 x 300 frames x 1152 x 4 B = 354 MB). There is never one pass per class: the whitelist is a column selection of each chunk's scores, which go to
-a :class:`~videopool.inference.topk.StreamingTopK` (memory: its docstring).
+:data:`CONTEXT_CHUNK` segments: 256 x 300 frames x 1152 x 4 B = 354 MB). There is never one pass per class: the
+whitelist is a column selection of each chunk's scores, which go to a
+:class:`~videopool.inference.topk.StreamingTopK` (memory: its docstring).
 """
 
 from __future__ import annotations
