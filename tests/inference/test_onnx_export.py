@@ -130,3 +130,37 @@ def test_an_old_opset_is_a_user_error(tmp_path):
     with pytest.raises(ValueError, match="--opset 17 is too old: .* give --opset 18 or newer"):
         export_onnx(checkpoint, str(tmp_path / "model.onnx"), opset=17)
     assert issubclass(ExportError, RuntimeError)  # a model that cannot be exported is not a user's typo
+
+
+@pytest.mark.slow  # two members traced and exported, then a bf16 copy loaded: ~10 s of CPU
+def test_a_one_model_ensemble_exports_and_stores_like_a_single_model(tmp_path):
+    """The exporter and the storage modes are generic over a module taking (frames, mask): the ensemble of
+    videopool.models.ensemble (members with their own frame subsampling and weights) goes through both."""
+    from videopool.models import load_model
+    from videopool.models.ensemble import EnsembleClassifier, EnsembleConfig, EnsembleMember
+    from videopool.models.storage import save_model
+
+    torch.manual_seed(0)
+    members = [create_model("gated_netvlad_256_small", num_classes=NUM_CLASSES, cluster_size=2, **{"hidden.size": 8}),
+               create_model("nextvlad_k128_g8_small", num_classes=NUM_CLASSES, **MODELS["nextvlad"][1])]
+    config = EnsembleConfig(members=[EnsembleMember(model=members[0].config, weight=2.0, num_frames=4),
+                                     EnsembleMember(model=members[1].config, weight=1.0)])
+    ensemble = EnsembleClassifier(config).eval()
+    info = {"model_config": config.to_dict(), "num_classes": NUM_CLASSES}
+    checkpoint = str(tmp_path / "ensemble.safetensors")
+    save_weights(checkpoint, ensemble.state_dict(), info)
+    metadata = export_onnx(checkpoint, str(tmp_path / "ensemble.onnx"))
+    assert metadata["check"] is not None and metadata["modalities"] == {"rgb": 1024, "audio": 128}
+    session = onnxruntime.InferenceSession(str(tmp_path / "ensemble.onnx"), providers=["CPUExecutionProvider"])
+    bf16 = str(tmp_path / "ensemble-bf16.safetensors")
+    save_model(bf16, ensemble, info, "bf16")
+    stored, stored_info = load_model(bf16)
+    assert type(stored) is EnsembleClassifier and stored_info["storage"]["mode"] == "bf16"
+    generator = torch.Generator().manual_seed(2)
+    for videos, frames in SHAPES[1:3]:
+        inputs, mask = _batch(ensemble, videos, frames, generator)
+        with torch.no_grad():
+            expected = ensemble(inputs, mask)
+            torch.testing.assert_close(stored(inputs, mask), expected, rtol=0, atol=2e-2)
+        got = torch.from_numpy(run_onnx(session, inputs, mask))
+        torch.testing.assert_close(got, expected, rtol=0, atol=TOLERANCE)
