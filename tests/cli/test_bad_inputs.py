@@ -156,6 +156,7 @@ BAD_INPUTS = [
     (["export", "{run}", "--out", "{tmp}/m.safetensors", "--max-model-bytes", "lots"], "--max-model-bytes: must be a "),
     (["export", "{run}", "--out", "{tmp}/m.onnx", "--opset", "16"], "--opset 16 is too old"),
     (["export", "{run}", "--out", "{tmp}/m.onnx", "--precision", "bf16"], "--precision bf16 is for --format pt2"),
+    (["export", "{run}", "--out", "{run}/best.safetensors", "--storage", "bf16"], "is the checkpoint being exported"),
     # models
     (["models", "--show", "nosuch"], "unknown model 'nosuch'"),
     (["models", "--num-classes", "0"], "--num-classes: must be a positive integer, got '0'"),  # was ConfigError

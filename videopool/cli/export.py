@@ -128,6 +128,10 @@ def _checkpoint(args) -> int:
     from videopool.models.storage import MIN_QUANTIZED_ELEMENTS, save_model
 
     model, info = load_model(args.checkpoint, "cpu")
+    if os.path.exists(args.out) and os.path.samefile(args.out, info["path"]):
+        from videopool.core.errors import UserError
+
+        raise UserError(f"--out {args.out!r} is the checkpoint being exported; write the copy to another file")
     mode = args.storage or "fp32"
     written = save_model(args.out, model, info, mode, max_bytes=args.max_model_bytes,
                          min_elements=args.quantize_min_elements or MIN_QUANTIZED_ELEMENTS)
