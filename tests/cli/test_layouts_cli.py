@@ -83,3 +83,11 @@ def test_bad_layout_and_feature_options_exit_2_with_one_line(tmp_path, capsys, a
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and message.format(tmp=tmp_path) in err, err
     assert not (tmp_path / "run").exists() and not (tmp_path / "demo").exists()
+
+
+def test_a_file_in_a_renaming_layout_read_without_it_names_the_layout(tmp_path, capsys):
+    train, validate, vocabulary = _data(tmp_path / "data", "audioset")
+    assert main(["train", "--model", "mfb_avgpool_audio_only_small", "--train-data", train, "--vocabulary",
+                 vocabulary, "--out", str(tmp_path / "run"), *FAST]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "has no 'audio'" in err and err.rstrip().endswith("--layout audioset")

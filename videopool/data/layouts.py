@@ -173,8 +173,8 @@ def apply_layout(found: Schema, layout: Layout | Schema | None) -> Schema:
         return found
     schema = layout.schema if isinstance(layout, Layout) else layout
     by_key = {spec.record_key: spec for spec in schema.features}
-    taken = {spec.name for spec in schema.features}
     present = {spec.name: spec for spec in found.features}
+    taken = {spec.name for spec in schema.features if spec.record_key in present}  # names the layout gives here
     specs = [FeatureSpec(named.name, present[key].size, present[key].encoding, key=named.record_key,
                          min_value=named.min_value, max_value=named.max_value)
              for key, named in by_key.items() if key in present]  # in the layout's order

@@ -125,6 +125,18 @@ def _fits(layout: Schema, expected: Mapping[str, int], reference: Schema | None)
         layout.feature(name).encoding == reference.feature(name).encoding for name in expected)
 
 
+def _layout_naming(found: Schema, expected: Mapping[str, int]) -> str | None:
+    """The built-in layout under whose names a file read without one has the model's features, if any."""
+    from videopool.data.layouts import LAYOUTS, apply_layout
+
+    for name, layout in LAYOUTS.items():
+        if any(spec.key for spec in layout.schema.features):  # only layouts that rename record keys
+            sizes = {spec.name: spec.size for spec in apply_layout(found, layout).features}
+            if all(sizes.get(feature) == size for feature, size in expected.items()):
+                return name
+    return None
+
+
 def modalities_text(features: Mapping[str, int]) -> str:
     """``{mean_rgb: 1024, mean_audio: 128}``: a modalities mapping as ``--set`` takes it (YAML)."""
     return "{" + ", ".join(f"{name}: {size}" for name, size in features.items()) + "}"
@@ -146,6 +158,10 @@ def _misfit_message(path: str, layout: Schema, expected: Mapping[str, int], what
         found = {spec.name: spec.size for spec in layout.features}
         message = (f"{what}: {name} is {kind}, but the model reads {_expected_words(expected)} and the file has "
                    f"no {' or '.join(map(repr, missing))}{among}")
+        named = _layout_naming(layout, expected)
+        if named is not None:  # e.g. MediaPipe's RGB/feature/floats: the layout names it rgb
+            return message + f"; it is in the {named} layout, which names its features as the model does: " \
+                             f"read it with --layout {named}"
         if not trainable:
             return message + "; use data of the kind the model was trained on"
         if reads_with is not None:
