@@ -206,3 +206,21 @@ def test_a_context_model_sees_the_video_as_in_training_at_most_video_frames_even
         assert bool((context["x"][i, ~kept[i]] == 0).all())
     same, same_mask = even_context({"x": frames}, mask, None)
     assert same["x"] is frames and same_mask is mask
+
+
+def test_several_runs_are_averaged_and_only_a_context_member_gets_the_video(planted_data):
+    from videopool.inference.localize import AveragedScorer
+
+    plain, probe = HandSetMeanScorer(), ContextProbe()
+    with torch.no_grad():
+        plain.linear.bias.fill_(-1.0)
+    averaged = AveragedScorer([plain, probe])
+    assert averaged.needs_video_context
+    found = localize(averaged, loader_of(planted_data), [0, 1, 2], top_n=13, timeline_video="B")
+    frames = torch.zeros(1, 5, 1024)
+    frames[0, :, 0] = 0.8  # B:0 carries 0.8 of class 0 (quantized in the file: compare loosely)
+    expected = (plain({"rgb": frames}, torch.ones(1, 5, dtype=torch.bool)) +
+                HandSetMeanScorer()({"rgb": frames}, torch.ones(1, 5, dtype=torch.bool))) / 2
+    row = found.timeline.starts.tolist().index(0)
+    assert np.allclose(found.timeline.scores[row], expected.detach().numpy()[0], atol=0.02)
+    assert probe.rows_checked == found.num_segments

@@ -104,7 +104,7 @@ def load_models(runs: list[str], device):
     average of several that see the same segment windows and label space."""
     from videopool.core.errors import UserError
     from videopool.models import load_model
-    from videopool.models.segment import AveragedSegmentClassifier
+    from videopool.inference.localize import AveragedScorer
 
     loaded = [load_model(run, device) for run in runs]
     windows = {(int(i.get("train_config", {}).get("context", 0) or 0), i.get("train_config", {}).get("video_frames"))
@@ -115,7 +115,7 @@ def load_models(runs: list[str], device):
     if len({int(i["num_classes"]) for _, i in loaded}) > 1:
         raise UserError("the runs have different numbers of classes; they cannot be averaged")
     models = [m for m, _ in loaded]
-    model = models[0] if len(models) == 1 else AveragedSegmentClassifier.of(models).to(device).eval()
+    model = models[0] if len(models) == 1 else AveragedScorer(models).to(device).eval()
     context, video_frames = windows.pop()
     return model, loaded[0][1], context, video_frames
 

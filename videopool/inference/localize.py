@@ -83,6 +83,25 @@ def split_segments(frames: dict[str, torch.Tensor], mask: torch.Tensor, context_
     return VideoSegments(windows, segment_mask, rows, slots * SEGMENT_FRAMES)
 
 
+class AveragedScorer(nn.Module):
+    """The mean of several models' probabilities (seed 004's final prediction averages its context-ignoring and
+    context-aware classifiers); unlike :class:`videopool.models.segment.AveragedSegmentClassifier` it takes any
+    models, video-level runs included, and is never saved."""
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+        self.needs_video_context = any(getattr(m, "needs_video_context", False) for m in members)
+
+    def forward(self, frames, mask, video_frames=None, video_mask=None) -> torch.Tensor:
+        outputs = []
+        for member in self.members:
+            extra = {"video_frames": video_frames, "video_mask": video_mask} \
+                if getattr(member, "needs_video_context", False) else {}
+            outputs.append(probabilities_of(member(frames, mask, **extra)))
+        return torch.stack(outputs).mean(dim=0)
+
+
 @dataclass
 class Timeline:
     """One video's per-segment scores over the whole label space, and its ratings (None if the data has none)."""
