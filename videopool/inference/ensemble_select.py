@@ -308,7 +308,7 @@ def plot_curve(selection: Selection, names: Sequence[str], path: str, title: str
     axes.set_xlabel("number of models in the ensemble")
     axes.set_ylabel("GAP@20 (%)")
     axes.set_xticks(x)
-    axes.set_xlim(0.7, len(x) + 0.8)
+    axes.set_xlim(0.7, len(x) + 1.3)  # room for the last label
     span = max(y.max() - y.min(), 0.5)
     axes.set_ylim(y.min() - 0.25 * span, y.max() + 0.2 * span)
     axes.grid(alpha=0.3)
