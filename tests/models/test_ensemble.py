@@ -134,6 +134,7 @@ def test_saved_ensemble_loads_back_and_scores_the_same(tmp_path):
         torch.testing.assert_close(loaded(inputs, mask), expected, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # a torch.export trace of three members: 20 s measured on the shared (loaded) 2-core machine
 def test_ensemble_exports_with_free_batch_and_frame_count(tmp_path):
     ensemble = _ensemble(_members(), [1.0, 2.0, 1.0], [3, None, 5])
     metadata = assert_exports_like_the_model(ensemble, tmp_path, shapes=((3, 6), (2, 11), (4, 2)))
