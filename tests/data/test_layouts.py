@@ -107,3 +107,19 @@ def test_features_option_parsing():
     for bad in ("x", "x:0", "x:-3", ":4", "x:4,x:5", ""):
         with pytest.raises(Exception, match="--features"):
             parse_features(bad)
+
+
+def test_an_explicit_scale_and_offset_decode_codes_as_written_by_another_tool():
+    layout = layout_from_dict({"features": [{"name": "depth", "size": 3, "scale": 0.05, "offset": -1.0}]},
+                              "depth", "depth.yaml")
+    spec = layout.schema.features[0]
+    codes = np.array([[0, 1, 255]], dtype=np.uint8)
+    payload = encode_video(Video("v", [0], {"depth": codes}), layout.schema)
+    decoded = decode_record(payload, layout.schema, dequantize=False).features["depth"]
+    np.testing.assert_array_equal(decoded, codes.astype(np.float32) * np.float32(0.05) + np.float32(-1.0))
+    assert np.array_equal(spec.quantize(decoded), codes)  # the encoder inverts it
+    assert "x = q * 0.05 + -1" in layout.describe()
+    with pytest.raises(ConfigError, match="give both scale and offset"):
+        layout_from_dict({"features": [{"name": "d", "size": 3, "scale": 0.05}]}, "d", "d.yaml")
+    with pytest.raises(ConfigError, match="scale must be > 0"):
+        layout_from_dict({"features": [{"name": "d", "size": 3, "scale": 0, "offset": 0}]}, "d", "d.yaml")

@@ -33,6 +33,7 @@ A layout file (YAML, strictly parsed)::
     features:
       - {name: accel, size: 3, encoding: float}
       - {name: mfcc.v1, key: audio/mfcc, size: 13, encoding: bytes, range: [-8, 8]}
+      - {name: depth, size: 4, encoding: bytes, scale: 0.05, offset: 0}   # x = q * scale + offset
 """
 
 from __future__ import annotations
@@ -65,7 +66,12 @@ class Layout:
         parts = []
         for spec in self.schema.features:
             key = f" <- {spec.record_key!r}" if spec.key and spec.key != spec.name else ""
-            dtype = "float" if spec.encoding == "float" else f"uint8 [{spec.min_value:g}, {spec.max_value:g}]"
+            if spec.encoding == "float":
+                dtype = "float"
+            elif spec.scale is not None:
+                dtype = f"uint8, x = q * {spec.scale:g} + {spec.offset:g}"
+            else:
+                dtype = f"uint8 [{spec.min_value:g}, {spec.max_value:g}]"
             parts.append(f"{spec.name} ({spec.size} {dtype}){key}")
         return ", ".join(parts)
 
@@ -94,6 +100,8 @@ class _FeatureEntry:
     encoding: str = "bytes"
     key: str = ""
     range: tuple[float, float] = (MIN_QUANTIZED_VALUE, MAX_QUANTIZED_VALUE)
+    scale: float | None = None  # an explicit decoder x = q * scale + offset (instead of range)
+    offset: float | None = None
 
     def __post_init__(self) -> None:
         check_choice("encoding", self.encoding, ("bytes", "float"))
@@ -103,6 +111,10 @@ class _FeatureEntry:
             raise ConfigError(f"feature {self.name!r}: size must be a positive integer, got {self.size}")
         if not self.range[0] < self.range[1]:
             raise ConfigError(f"feature {self.name!r}: range must be [min, max] with min < max, got {list(self.range)}")
+        if (self.scale is None) != (self.offset is None):
+            raise ConfigError(f"feature {self.name!r}: give both scale and offset (x = q * scale + offset), or range")
+        if self.scale is not None and not self.scale > 0:
+            raise ConfigError(f"feature {self.name!r}: scale must be > 0, got {self.scale}")
 
 
 @dataclass
@@ -129,7 +141,8 @@ def layout_from_dict(data: Any, name: str, source: str) -> Layout:
     for i, item in enumerate(parsed.features):
         entry = parse_dataclass(_FeatureEntry, item, source, f"features[{i}]")
         specs.append(FeatureSpec(entry.name, entry.size, entry.encoding, key=entry.key,
-                                 min_value=entry.range[0], max_value=entry.range[1]))
+                                 min_value=entry.range[0], max_value=entry.range[1], scale=entry.scale,
+                                 offset=entry.offset))
     try:
         schema = Schema(tuple(specs), level=parsed.level, id_keys=parsed.id_keys, label_key=parsed.label_key)
     except ValueError as err:
@@ -176,7 +189,7 @@ def apply_layout(found: Schema, layout: Layout | Schema | None) -> Schema:
     present = {spec.name: spec for spec in found.features}
     taken = {spec.name for spec in schema.features if spec.record_key in present}  # names the layout gives here
     specs = [FeatureSpec(named.name, present[key].size, present[key].encoding, key=named.record_key,
-                         min_value=named.min_value, max_value=named.max_value)
+                         min_value=named.min_value, max_value=named.max_value, scale=named.scale, offset=named.offset)
              for key, named in by_key.items() if key in present]  # in the layout's order
     specs += [spec for spec in found.features if spec.name not in by_key and spec.name not in taken]
     return Schema(tuple(specs), level=found.level, id_keys=schema.id_keys, label_key=schema.label_key,

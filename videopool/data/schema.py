@@ -80,6 +80,8 @@ class FeatureSpec:
             ``rgb``); empty = ``name``.
         min_value, max_value: the range the uint8 codes of a ``"bytes"`` feature span (module docstring);
             YouTube-8M and AudioSet use [-2, 2].
+        scale, offset: an explicit decoder ``x = q · scale + offset`` instead of the range's (data quantized by
+            another tool); the encoder is then ``q = clip(round((x − offset) / scale), 0, 255)``.
     """
 
     name: str
@@ -88,6 +90,8 @@ class FeatureSpec:
     key: str = ""
     min_value: float = MIN_QUANTIZED_VALUE
     max_value: float = MAX_QUANTIZED_VALUE
+    scale: float | None = None
+    offset: float | None = None
 
     def __post_init__(self) -> None:
         if self.encoding not in ("bytes", "float"):
@@ -97,6 +101,11 @@ class FeatureSpec:
         if not float(self.min_value) < float(self.max_value):  # NaN fails too
             raise ValueError(f"feature {self.name!r}: the quantization range needs min_value < max_value, got "
                              f"[{self.min_value}, {self.max_value}]")
+        if (self.scale is None) != (self.offset is None):
+            raise ValueError(f"feature {self.name!r}: give both scale and offset, or neither")
+        if self.scale is not None and not (float(self.scale) > 0 and np.isfinite(float(self.offset))):
+            raise ValueError(f"feature {self.name!r}: scale must be > 0 and offset finite, got scale {self.scale}, "
+                             f"offset {self.offset}")
 
     @property
     def record_key(self) -> str:
@@ -106,23 +115,25 @@ class FeatureSpec:
     @property
     def default_range(self) -> bool:
         """Whether the codes span YouTube-8M's [-2, 2] (the one range the batch-level decoder knows)."""
-        return (self.min_value, self.max_value) == (MIN_QUANTIZED_VALUE, MAX_QUANTIZED_VALUE)
+        return self.scale is None and (self.min_value, self.max_value) == (MIN_QUANTIZED_VALUE, MAX_QUANTIZED_VALUE)
 
     @property
-    def scale(self) -> float:
-        return float(dequantize_constants(self.min_value, self.max_value)[0])
-
-    @property
-    def offset(self) -> float:
-        return float(dequantize_constants(self.min_value, self.max_value)[1])
+    def decoder(self) -> tuple[np.float32, np.float32]:
+        """``(scale, offset)`` of ``x = q · scale + offset`` in float32: explicit, else from the range."""
+        if self.scale is not None:
+            return np.float32(self.scale), np.float32(self.offset)
+        return dequantize_constants(self.min_value, self.max_value)
 
     def dequantize(self, codes: np.ndarray) -> np.ndarray:
-        """This feature's uint8 codes -> float32 (:func:`dequantize` with its own range)."""
-        scale, offset = dequantize_constants(self.min_value, self.max_value)
+        """This feature's uint8 codes -> float32 (:func:`dequantize` with its own decoder)."""
+        scale, offset = self.decoder
         return dequantize(codes, scale=scale, offset=offset)
 
     def quantize(self, features: np.ndarray) -> np.ndarray:
-        return quantize(features, self.min_value, self.max_value)
+        if self.scale is None:
+            return quantize(features, self.min_value, self.max_value)
+        codes = np.rint((np.asarray(features, dtype=np.float64) - self.offset) / self.scale)
+        return np.clip(codes, 0, 255).astype(np.uint8)
 
 
 @dataclass(frozen=True)
