@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, get_worker_info
 
+from videopool.data import remote
 from videopool.data.codec import FRAMES_IN_RECORD, decode_record, infer_schema
 from videopool.data.errors import BAD_RECORDS_KEY, ErrorPolicy, RecordError, forwarding_policy
 from videopool.data.io import expand_paths
@@ -293,7 +294,8 @@ class VideoMapDataset(_ShardReader, Dataset):
         if handle is None:
             if len(self._handles) >= _MAX_OPEN_FILES:  # close the least recently used: keep fds bounded
                 self._handles.pop(next(iter(self._handles))).close()
-            handle = open(path, "rb")
+            handle = (remote.open_url(path, remote.RANDOM_BLOCK) if remote.is_url(path)
+                      else open(remote.local_path(path), "rb"))
         self._handles[path] = handle  # re-inserted last: dict order is recency order
         return handle
 

@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 
 from videopool.data.codec import decode_record, encode_video, infer_schema
 from videopool.data.errors import ErrorPolicy, RecordError
+from videopool.data.remote import expand_url, is_url, local_path
 from videopool.data.schema import Schema
 from videopool.data.tfrecord import TFRecordWriter, read_records
 from videopool.data.video import Video
@@ -26,14 +27,18 @@ _GLOB_CHARS = set("*?[")
 def expand_paths(paths_or_globs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[str]:
     """Expand glob patterns (each sorted) and directories (their ``*.tfrecord`` files, sorted).
 
+    An fsspec URL (``gs://bucket/train*.tfrecord``, ``memory://...``) is listed through fsspec
+    (:func:`videopool.data.remote.expand_url`); ``file://`` URLs are read as local paths.
     Raises ``FileNotFoundError`` naming the first pattern, directory or path that matches nothing.
     """
     if isinstance(paths_or_globs, (str, os.PathLike)):
         paths_or_globs = [paths_or_globs]
     files: list[str] = []
     for item in paths_or_globs:
-        item = os.fspath(item)
-        if _GLOB_CHARS & set(item):
+        item = local_path(item)
+        if is_url(item):
+            files.extend(expand_url(item))
+        elif _GLOB_CHARS & set(item):
             matches = sorted(path for path in glob.glob(item) if os.path.isfile(path))
             if not matches:
                 raise FileNotFoundError(f"no files match the pattern {item!r}")

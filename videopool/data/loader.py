@@ -23,6 +23,7 @@ from videopool.data.errors import (
     bad_records_allowed,
     check_max_bad_records,
 )
+from videopool.data.remote import expand_url, is_url, local_path
 from videopool.data.sampling import FrameSelection
 from videopool.data.schema import Schema
 
@@ -34,7 +35,9 @@ def expand_patterns(patterns: Sequence[str] | str, what: str = "data") -> list[s
     if not patterns:
         raise ValueError(f"no {what} given: pass a file glob such as 'DATA/train-*.tfrecord'")
     for pattern in patterns:
-        if not glob.glob(os.path.expanduser(pattern)):
+        if is_url(pattern):
+            expand_url(pattern)  # raises naming the URL; HTTP patterns are refused (no listing)
+        elif not glob.glob(os.path.expanduser(local_path(pattern))):
             raise FileNotFoundError(f"{what} pattern {pattern!r} matches no file")
     return list(patterns)
 

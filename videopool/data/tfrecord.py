@@ -25,6 +25,7 @@ import crc32c as _crc32c
 import numpy as np
 
 from videopool.data.errors import ErrorPolicy, RecordError
+from videopool.data import remote
 
 HEADER_SIZE = 12  # uint64 length + uint32 length CRC
 FOOTER_SIZE = 4  # uint32 payload CRC
@@ -74,7 +75,8 @@ def read_records(path: str | os.PathLike, verify_crc: bool = True, start_offset:
             truncated record or a corrupt length field ends the file (the next record's
             start is unknown), after counting the error.
         use_mmap: map the file into memory (no copy out of the page cache); files that
-            cannot be mapped (pipes, empty files) are read in 8 MiB blocks instead.
+            cannot be mapped (pipes, empty files) are read in 8 MiB blocks instead. An fsspec URL
+            (:mod:`videopool.data.remote`) is always read in blocks, fetched 16 MiB per request.
 
     Yields:
         :class:`Record` tuples in file order. Payloads are views into the mapped file or a
@@ -83,13 +85,13 @@ def read_records(path: str | os.PathLike, verify_crc: bool = True, start_offset:
     path = os.fspath(path)
     report = errors.handle if errors is not None else _raise
     try:
-        file = open(path, "rb")
+        file = remote.open_url(path) if remote.is_url(path) else open(remote.local_path(path), "rb")
     except OSError as err:
         report(RecordError(f"cannot open: {err}", path=path, kind="io"))
         return
     mapped = None
     with file:
-        if use_mmap:
+        if use_mmap and not remote.is_url(path):
             try:
                 mapped = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
             except (ValueError, OSError):
@@ -283,9 +285,10 @@ def index_records(path: str | os.PathLike, verify_crc: bool = True) -> np.ndarra
     Raises :class:`RecordError` on a corrupt length field or a truncated last record.
     """
     path = os.fspath(path)
-    size = os.path.getsize(path)
+    url = remote.is_url(path)  # headers of a remote file: sequential, so one large block per request
+    size = remote.size_of(path) if url else os.path.getsize(remote.local_path(path))
     offsets = []
-    with open(path, "rb") as file:
+    with (remote.open_url(path) if url else open(remote.local_path(path), "rb")) as file:
         offset = 0
         while offset < size:
             header = file.read(HEADER_SIZE)
@@ -312,7 +315,9 @@ def read_record_at(path_or_file: str | os.PathLike | BinaryIO, offset: int, veri
     DataLoader worker) to avoid an ``open`` per record. ``index`` only labels errors.
     """
     if isinstance(path_or_file, (str, os.PathLike)):
-        with open(path_or_file, "rb") as file:
+        path = os.fspath(path_or_file)
+        with (remote.open_url(path, remote.RANDOM_BLOCK) if remote.is_url(path)
+              else open(remote.local_path(path), "rb")) as file:
             return read_record_at(file, offset, verify_crc, index)
     file = path_or_file
     path = getattr(file, "name", None)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from videopool.core.errors import UserError
+from videopool.data.remote import open_any
 
 VOCABULARY_COLUMNS = ("Index", "TrainVideoCount", "KnowledgeGraphId", "Name", "WikiUrl",
                       "Vertical1", "Vertical2", "Vertical3", "WikiDescription")
@@ -66,7 +67,7 @@ def read_vocabulary(path: str | os.PathLike) -> Vocabulary:
     rows: dict[int, dict[str, str]] = {}
     _check_text_file(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as file:
+        with open_any(path, "r", newline="", encoding="utf-8-sig") as file:
             reader = csv.DictReader(file)
             header = [column.strip() for column in reader.fieldnames or []]
             missing = {"Index", "Name"} - set(header)
@@ -96,7 +97,7 @@ def _check_text_file(path: str) -> None:
     if os.path.isdir(path):
         raise UserError(f"vocabulary {path!r} is a directory; give its vocabulary.csv")
     try:
-        with open(path, "rb") as file:
+        with open_any(path, "rb") as file:  # a local path or an fsspec URL
             head = file.read(4096)
     except FileNotFoundError:
         raise FileNotFoundError(f"vocabulary file {path!r} does not exist") from None
