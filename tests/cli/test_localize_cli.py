@@ -49,6 +49,7 @@ def test_localize_writes_a_submission_that_check_submission_accepts(trained_run,
     (["--classes", "{tmp}/outside.csv"], "class id 9 is outside the model's 6 classes"),
     (["--classes", "{tmp}/words.csv"], "words.csv:3: class id 'x' is not an integer"),
     (["--top-n", "0"], "--top-n: must be a positive integer, got '0'"),
+    (["--drop-edge-segments"], "no segment to score (no video with frames after dropping the edge segments)"),
 ])
 def test_a_mistake_is_one_line_and_exit_2(trained_run, tiny_data, tmp_path, capsys, extra, fragment):
     (tmp_path / "outside.csv").write_text("Index\n1\n9\n")
