@@ -97,7 +97,8 @@ def _video_metrics(model, data, num_classes: int, batch_size: int, video_frames:
     from videopool.inference import evaluate
     from videopool.inference.segment_eval import WholeVideo
 
-    loader = make_loader(data, num_classes=num_classes, batch_size=batch_size, strategy="all",
+    # the context-aware model's view of a video: at most video_frames evenly spaced frames
+    loader = make_loader(data, num_classes=num_classes, batch_size=batch_size, strategy="uniform",
                          num_frames=video_frames, shuffle=False, workers=0, device=device, what="--data",
                          features=dict(model.config.modalities), trainable=False)
     try:
