@@ -31,6 +31,16 @@ def test_records_and_offsets_equal_the_local_files(base, tiny_data):
         assert index_records(f"{base}/{name}").tolist() == [offset for _, offset, _ in local]
 
 
+def test_resume_at_a_byte_offset_requests_from_there(base, tiny_data):
+    name = SHARDS[1]
+    start = int(index_records(str(tiny_data / name))[6])
+    local = [(r.index, r.offset, bytes(r.payload)) for r in read_records(str(tiny_data / name), start_offset=start,
+                                                                        start_index=6)]
+    over_http = [(r.index, r.offset, bytes(r.payload)) for r in read_records(f"{base}/{name}", start_offset=start,
+                                                                            start_index=6)]
+    assert over_http == local and [r[0] for r in local] == [6, 7]
+
+
 def test_loader_workers_read_every_video_once(base, tiny_data):
     def ids(patterns, workers):
         loader = make_loader(patterns, num_classes=NUM_CLASSES, batch_size=3, strategy="all", num_frames=300,

@@ -14,6 +14,7 @@ listing, so an HTTP pattern is refused with a message asking for the shard URLs 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import uuid
@@ -97,6 +98,101 @@ def open_url(url: str, block_size: int = STREAM_BLOCK) -> BinaryIO:
     with contextlib.suppress(AttributeError):
         file.name = url  # what error messages name (fsspec files carry only the bare path)
     return file
+
+
+def open_stream(url: str) -> BinaryIO:
+    """A file to read ``url`` front to back: fsspec's file in :data:`STREAM_BLOCK` requests, except for
+    http(s), which is one plain GET per stream (:class:`HTTPStream`). Measured on loopback, fsspec's
+    aiohttp-based HTTP file delivered 130-290 MB/s against 900 MB/s for the standard library's
+    ``http.client.readinto``; benchmarks/bench_remote.py prints the figures."""
+    if protocol(url) in _NO_LISTING:
+        return HTTPStream(url)
+    return open_url(url)
+
+
+class HTTPStream(io.RawIOBase):
+    """Sequential reads of an HTTP(S) URL over one ``GET`` (``Range: bytes=POS-``), straight into the
+    caller's buffer (the reader's 8 MiB blocks; the kernel's socket buffer reads ahead meanwhile).
+
+    ``size`` comes from the first response (``Content-Range`` or ``Content-Length``). A seek only moves the
+    position; the next read opens a new request there, so resuming at a byte offset never downloads what
+    lies before it. A server that ignores ``Range`` (status 200) is read from the start and the bytes before
+    the position are dropped. (A read-ahead thread was tried and measured slower on a loaded 2-core machine.)
+    """
+
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        super().__init__()
+        self.name, self._timeout, self._pos = url, timeout, 0
+        self.size: int | None = None
+        self._response = self._request()
+        self._opened = True
+
+    def _request(self):
+        import urllib.error
+        import urllib.request
+
+        request = urllib.request.Request(self.name, headers={"Range": f"bytes={self._pos}-"})
+        try:
+            response = urllib.request.urlopen(request, timeout=self._timeout)
+        except urllib.error.HTTPError as err:
+            if err.code == 416:  # at or past the end: nothing left to read
+                return None
+            if err.code == 404:
+                raise FileNotFoundError(f"{self.name}: HTTP 404 not found") from None
+            raise OSError(f"{self.name}: HTTP {err.code} {err.reason}") from None
+        content_range = response.headers.get("Content-Range", "")
+        if response.status == 206 and "/" in content_range and not content_range.endswith("*"):
+            self.size = int(content_range.rsplit("/", 1)[1])
+        elif response.status == 200:
+            length = response.headers.get("Content-Length")
+            self.size = int(length) if length is not None else self.size
+            left = self._pos  # the server sent the whole file: drop what lies before the position
+            while left > 0:
+                dropped = len(response.read(min(left, STREAM_BLOCK)))
+                if not dropped:
+                    break
+                left -= dropped
+        return response
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        target = {os.SEEK_SET: offset, os.SEEK_CUR: self._pos + offset}.get(whence)
+        if target is None:
+            if self.size is None:
+                raise OSError(f"{self.name}: size unknown, cannot seek from the end")
+            target = self.size + offset
+        if target != self._pos:
+            self._drop()
+            self._pos = target
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        if not self._opened:  # after a seek: a new request from the new position
+            if self.size is not None and self._pos >= self.size:
+                return 0
+            self._response, self._opened = self._request(), True
+        if self._response is None:
+            return 0
+        count = self._response.readinto(buffer) or 0
+        self._pos += count
+        return count
+
+    def _drop(self) -> None:
+        if self._response is not None:
+            self._response.close()
+        self._response, self._opened = None, False
+
+    def close(self) -> None:
+        self._drop()
+        super().close()
 
 
 def open_any(path: str | os.PathLike, mode: str = "rb", **kwargs):

@@ -85,7 +85,7 @@ def read_records(path: str | os.PathLike, verify_crc: bool = True, start_offset:
     path = os.fspath(path)
     report = errors.handle if errors is not None else _raise
     try:
-        file = remote.open_url(path) if remote.is_url(path) else open(remote.local_path(path), "rb")
+        file = remote.open_stream(path) if remote.is_url(path) else open(remote.local_path(path), "rb")
     except OSError as err:
         report(RecordError(f"cannot open: {err}", path=path, kind="io"))
         return
@@ -192,6 +192,9 @@ def _read_blocks(file: BinaryIO, path: str, verify_crc: bool, start_offset: int,
 
 def _file_size(file: BinaryIO) -> int | None:
     """Size in bytes of a regular or seekable file; ``None`` for a stream of unknown size (a pipe)."""
+    known = getattr(file, "size", None)  # fsspec files and remote.HTTPStream know it without a seek
+    if isinstance(known, int):
+        return known
     try:
         info = os.fstat(file.fileno())
         if stat.S_ISREG(info.st_mode):
