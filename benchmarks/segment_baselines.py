@@ -1,7 +1,13 @@
 """Segment mAP on the demo's held-out segment split of (a) random scores and (b) the video-level model applied to
-the 11-frame windows without fine-tuning."""
-import glob, sys
+the 11-frame windows without fine-tuning (docs/results.md, "Segment localisation").
+
+Usage: python benchmarks/segment_baselines.py DIR   (DIR as given to benchmarks/segment_demo.sh)
+"""
+import glob
+import sys
+
 import numpy as np
+
 from videopool.data.segments import SegmentLoader
 from videopool.inference.segment_eval import score_rated_segments, segment_metrics
 from videopool.models import load_model

@@ -95,7 +95,8 @@ def named_segment_config(name: str) -> dict[str, Any]:
         raise ConfigError(f"segment configuration {name!r}: unknown section {unknown[0]!r}")
     for key in data.get("model", {}):
         if key not in _MODEL_KEYS:
-            raise ConfigError(f"segment configuration {name!r}: unknown model key {key!r}{closest_hint(key, _MODEL_KEYS)}")
+            raise ConfigError(f"segment configuration {name!r}: unknown model key "
+                              f"{key!r}{closest_hint(key, _MODEL_KEYS)}")
     parse_dataclass(SegmentTrainConfig, data.get("recipe", {}), f"segment configuration {name!r}: recipe")
     return {"description": data.get("description", ""), "model": dict(data.get("model", {})),
             "recipe": dict(data.get("recipe", {}))}
