@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import bisect
 import os
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -162,6 +162,8 @@ class VideoIterableDataset(_ShardReader, IterableDataset):
         feature_names: the features to read (default: all in the schema).
         max_frames: frames kept from the start of each video before selection (TF: 300).
         verify_crc: check TFRecord CRCs.
+        exclude_ids: video ids already trained on in this epoch by a run with another world size or worker
+            count (``--resume``): the rest of the epoch is dealt video by video instead of file by file.
     """
 
     def __init__(self, patterns, *, num_classes: int, schema: Schema | None = None,
@@ -169,7 +171,8 @@ class VideoIterableDataset(_ShardReader, IterableDataset):
                  seed: int = 0, epoch: int = 0, on_error: str = "error", dequantize: bool = True,
                  rank: int | None = None, world_size: int | None = None,
                  feature_names: Sequence[str] | None = None, max_frames: int = TF_MAX_FRAMES,
-                 verify_crc: bool = True, report_errors: bool = False) -> None:
+                 verify_crc: bool = True, report_errors: bool = False,
+                 exclude_ids: Iterable[str] | None = None) -> None:
         super().__init__(patterns, num_classes=num_classes, schema=schema, selection=selection, seed=seed,
                          epoch=epoch, on_error=on_error, dequantize=dequantize, feature_names=feature_names,
                          max_frames=max_frames, verify_crc=verify_crc)
@@ -178,6 +181,8 @@ class VideoIterableDataset(_ShardReader, IterableDataset):
             raise ValueError(f"shuffle_buffer must be at least 1, got {shuffle_buffer}")
         self.shuffle, self.shuffle_buffer = shuffle, int(shuffle_buffer)
         self.rank, self.world_size = resolve_world(rank, world_size)
+        # The rest of an epoch begun with another split (world size or workers): see iter_worker.
+        self.exclude_ids = frozenset(exclude_ids) if exclude_ids is not None else None
 
     def epoch_files(self) -> list[str]:
         """This epoch's file order (identical in every worker and rank)."""
@@ -205,13 +210,20 @@ class VideoIterableDataset(_ShardReader, IterableDataset):
     def iter_worker(self, worker: int, num_workers: int) -> Iterator[dict]:
         """The items DataLoader worker ``worker`` of ``num_workers`` yields (on this rank)."""
         reader = self.rank * num_workers + worker
-        rng = np.random.default_rng([self.seed, self.epoch, reader, self.world_size * num_workers])
+        num_readers = self.world_size * num_workers
+        rng = np.random.default_rng([self.seed, self.epoch, reader, num_readers])
         report = self.report_errors
         policy = forwarding_policy() if report else ErrorPolicy(self.on_error)
-        records = self._records(reader, self.world_size * num_workers, policy)
+        excluded = self.exclude_ids
+        # With exclude_ids (a resume on another world size or worker count) the old split cannot be continued:
+        # every reader scans every file in one shared order and takes every num_readers-th video not yet trained
+        # on, so the rest of the epoch is read exactly once and evenly (at the cost of each reader decoding all).
+        records = self._records(reader, num_readers, policy) if excluded is None else self._records(0, 1, policy)
         if self.shuffle:
-            records = shuffle_buffer(records, self.shuffle_buffer, rng)
+            order_rng = rng if excluded is None else np.random.default_rng([self.seed, self.epoch, 0, 0])
+            records = shuffle_buffer(records, self.shuffle_buffer, order_rng)
         names = None
+        remaining = 0
         for payload, path, index, offset in records:
             video = self._decode(payload, path, index, offset, policy)
             if report and self.on_error == "error" and policy.examples:
@@ -219,6 +231,12 @@ class VideoIterableDataset(_ShardReader, IterableDataset):
                 return
             if video is None:
                 continue
+            if excluded is not None:
+                if video.id in excluded:
+                    continue
+                remaining += 1
+                if (remaining - 1) % num_readers != reader:
+                    continue
             names = names or self.feature_names or self.schema().feature_names
             item = make_item(video, self.selection, rng, self.num_classes, names)
             if report and policy.examples:  # the bad records met since the previous video travel with this one

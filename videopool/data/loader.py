@@ -82,6 +82,7 @@ def make_loader(
     schema: Schema | None = None,
     trainable: bool = True,
     layout=None,
+    exclude_ids=None,
 ) -> "VideoLoader":
     """A DataLoader of :class:`~videopool.data.VideoBatch` over ``patterns``.
 
@@ -133,6 +134,7 @@ def make_loader(
         on_error=on_bad_record,
         report_errors=True,  # the bad records reach this process with the batches, from any worker
         feature_names=list(features) if features is not None else None,
+        exclude_ids=exclude_ids,  # --resume on another world size: the ids this epoch already trained on
     )
     workers = resolve_workers(workers, device)
     return VideoLoader(

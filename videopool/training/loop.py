@@ -49,8 +49,8 @@ from videopool.training.data_check import override_for_features
 from videopool.training.batch_norm import batch_norm_layers, recompute_batch_norm
 from videopool.training.config import TrainConfig, save_yaml
 from videopool.training.optim import staircase_learning_rate
-from videopool.training.resume import (newest_complete_state, newest_step_on_disk, save_resume, step_resume_path,
-                                       step_weights_path)
+from videopool.training.resume import (data_pass, newest_complete_state, newest_step_on_disk, position_payload,
+                                       resume_exclusion, save_resume, step_resume_path, step_weights_path)
 from videopool.training.run_lock import RunLock
 from videopool.training.run_log import RunLogger
 from videopool.training.step import NonFiniteLossError, TrainStep, prepare_bf16
@@ -138,6 +138,9 @@ class Trainer:
             self.optimizer.load_state_dict(resume_state["optimizer"])
             rng = resume_state["rng"]
             self.pending_rng = rng[self.ctx.rank % len(rng)]
+        # Resumed on another world size or worker count: the epoch's rest is every video not yet trained on.
+        self.epoch_exclude = resume_exclusion(resume_state, data_pass(self.ctx.world_size, self.workers, False))
+        self.epoch_ids: list[str] = []  # the ids this rank trained on in this epoch's pass (for the above)
         self.last_lr = config.learning_rate
         self.last_ids: list[str] = []
         self.last_metrics: dict[str, Any] | None = None
@@ -213,6 +216,7 @@ class Trainer:
         disk already (precise BN changed them since)."""
         self._check_finite_weights()
         rng = gather_objects(rng_state(), self.ctx)
+        epoch_ids = gather_objects(self.epoch_ids if self.state.batches_done_in_epoch else [], self.ctx)
         if not self.ctx.is_main:
             return
         step = self.state.step
@@ -225,7 +229,9 @@ class Trainer:
                 self.state.last_saved_step = step
             if best:
                 link_atomically(step_path, os.path.join(self.run_dir, "best.safetensors"))
-            self._resume_payload = {"state": None, "optimizer": self.optimizer.state_dict(), "rng": rng}
+            self._resume_payload = {"state": None, "optimizer": self.optimizer.state_dict(), "rng": rng,
+                                    **position_payload(self.state.batches_done_in_epoch, self.pass_info(),
+                                                       epoch_ids, self.epoch_exclude)}
             if self.averaging is not None:  # the trained weights, which the step file does not hold then
                 self._resume_payload.update(averaging=self.averaging.state_dict(),
                                             trained_weights=self.step_fn.state_dict_fp32())
@@ -323,13 +329,16 @@ class Trainer:
                 "bad_record_log": self.bad_records.path, "features": self.model.config.modalities,
                 "schema": self.data_schemas.get(data)}
 
+    def pass_info(self) -> dict[str, Any]:
+        return data_pass(self.ctx.world_size, self.workers, self.epoch_exclude is not None)
+
     def train_loader(self, epoch: int):
         c = self.config
         loader = make_loader(c.train_data, num_classes=self.num_classes, batch_size=c.batch_size,
                              strategy=c.frame_selection, num_frames=c.num_frames, shuffle=True,
                              seed=c.seed, epoch=epoch, workers=self.workers, rank=self.ctx.rank,
                              world_size=self.ctx.world_size, device=self.device, what="--train-data",
-                             **self._bad_data_options("train"))
+                             exclude_ids=self.epoch_exclude, **self._bad_data_options("train"))
         set_loader_epoch(loader, epoch)
         return loader
 
@@ -368,6 +377,10 @@ class Trainer:
         """One pass over the training shards; returns False once max_steps is reached."""
         c = self.config
         skip = self.state.batches_done_in_epoch
+        if skip == 0:  # a fresh pass: the split of this run, nothing excluded
+            self.epoch_exclude, self.epoch_ids = None, []
+        elif self.epoch_exclude is not None:
+            skip = 0  # the excluded videos are the ones trained on; the re-dealt rest starts at its first batch
         started, seen = time.perf_counter(), 0
         if self.pending_rng is not None and skip == 0:
             # Saved at an epoch boundary: the uninterrupted run creates this epoch's iterator from the saved state.
@@ -388,6 +401,7 @@ class Trainer:
             if not all_ranks_have_data(batch is not None, self.ctx, self.device):
                 break
             index += 1
+            self.epoch_ids.extend(getattr(batch, "ids", ()))
             if index <= skip:
                 continue  # trained on before the run was resumed
             loss = self.train_step(batch)

@@ -98,3 +98,38 @@ def newest_complete_state(run_dir: str) -> tuple[dict[str, Any], dict[str, torch
             continue
         return state, weights, weights_path
     return None
+
+
+# --- the data position, across a change of world size ------------------------------------------------------------
+
+def data_pass(world_size: int, workers: int, resumed_split: bool) -> dict[str, Any]:
+    """What decides how an epoch's videos are dealt to readers: a saved position can be continued batch by batch
+    only by a pass with the same value (``resumed_split``: the pass itself was a re-dealt rest of an epoch)."""
+    return {"world_size": int(world_size), "workers": int(workers), "resumed_split": bool(resumed_split)}
+
+
+def position_payload(state_batches_done: int, pass_info: dict[str, Any], ids_per_rank: list[list[str]],
+                     ids_before: frozenset[str] | None) -> dict[str, Any]:
+    """The resume-state entries that locate the data: the pass, and mid-epoch every video id trained on in this
+    epoch by all ranks (a few bytes per video; nothing at an epoch boundary)."""
+    payload: dict[str, Any] = {"data_pass": pass_info}
+    if state_batches_done > 0:
+        ids = set(ids_before or ())
+        for rank_ids in ids_per_rank:
+            ids.update(rank_ids)
+        payload["epoch_ids"] = sorted(ids)
+    return payload
+
+
+def resume_exclusion(resume_state: dict[str, Any] | None, current_pass: dict[str, Any]) -> frozenset[str] | None:
+    """The ids to leave out of the resumed epoch, or None when it continues by skipping the saved batch count.
+
+    Skipping batches reproduces the uninterrupted run exactly but only under the same split; otherwise (another
+    world size or worker count, or a pass that was itself re-dealt) the rest of the epoch is every video not in
+    the saved ``epoch_ids``. A state without them (written before they existed) resumes by the batch count."""
+    if resume_state is None or int(resume_state["state"].get("batches_done_in_epoch", 0)) == 0:
+        return None
+    saved = resume_state.get("data_pass")
+    if saved is None or "epoch_ids" not in resume_state or saved == current_pass:
+        return None
+    return frozenset(resume_state["epoch_ids"])
