@@ -162,3 +162,42 @@ def test_a_data_url_that_names_nothing_exits_2(mem, tmp_path, capsys):
                  *TRAIN_FLAGS, "--num-classes", str(NUM_CLASSES), "--max-steps", "1"]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "memory://" in err and "nothing-*" in err
+
+
+def test_predictions_and_an_export_go_to_a_remote_out(mem, trained_run, capsys):
+    from videopool.cli.main import main
+
+    fs = fsspec.filesystem("memory")
+    assert main(["predict", str(trained_run), "--data", f"{mem}/validate-*.tfrecord", "--out", f"{mem}/out/p.csv",
+                 "--top-k", "2", "--workers", "0"]) == 0
+    lines = fs.cat(f"{mem}/out/p.csv").decode().splitlines()
+    assert len(lines) == 1 + 9
+    assert main(["export", str(trained_run), "--out", f"{mem}/out/model.pt2"]) == 0
+    assert f"to {mem}/out/model.pt2 (" in capsys.readouterr().out
+    names = fs.ls(f"{mem}/out", detail=False)
+    assert sorted(os.path.basename(n) for n in names) == ["model.pt2", "p.csv"]  # no staged leftovers
+    assert fs.size(f"{mem}/out/model.pt2") > 0
+
+
+def test_a_failed_write_leaves_nothing_at_the_url(mem):
+    from videopool.core.files import atomic_write
+
+    url = f"{mem}/out/half.csv"
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with atomic_write(url, "w") as handle:
+            handle.write("partial")
+            raise RuntimeError("interrupted")
+    assert not fsspec.filesystem("memory").exists(url)
+    with atomic_write(url, "w") as handle:
+        handle.write("whole")
+    assert fsspec.filesystem("memory").cat(url) == b"whole"
+
+
+def test_a_training_run_directory_must_be_local(mem, tmp_path, capsys):
+    from videopool.cli.main import main
+
+    assert main(["train", *MODEL_FLAGS, "--train-data", f"{mem}/train-*.tfrecord", "--out", f"{mem}/runs/x",
+                 *TRAIN_FLAGS, "--num-classes", str(NUM_CLASSES), "--max-steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and "must be local" in err
+    assert not os.path.exists("memory:")  # no local folder named after the URL

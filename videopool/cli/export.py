@@ -98,7 +98,9 @@ def _pt2(args) -> int:
         metadata = export_model(args.checkpoint, args.out, precision=args.precision, max_bytes=args.max_model_bytes)
     except ExportError as err:  # this model cannot be exported; the user errors: videopool.cli.main
         return _fail(err)
-    size = os.path.getsize(args.out) / 2**20
+    from videopool.data.remote import is_url, size_of  # a remote --out (gs://, memory://) was uploaded
+
+    size = (size_of(args.out) if is_url(args.out) else os.path.getsize(args.out)) / 2**20
     modalities = ", ".join(f"{name} [B, N, {dim}]" for name, dim in metadata["modalities"].items())
     print(f"exported {metadata['source']} ({args.precision}, {metadata['num_classes']} classes) to {args.out} "
           f"({size:.1f} MiB)\ninputs: frames {{{modalities}}}, mask [B, N] bool -> probabilities "

@@ -24,6 +24,8 @@ import shutil
 import tempfile
 from typing import IO, Any, Iterator
 
+from videopool.core.urls import atomic_upload, is_url
+
 DISK_FULL_ERRNOS = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.tmp$")
 _MAX_PREFIX = 200  # a file name is at most 255 bytes on the common file systems
@@ -65,6 +67,10 @@ def atomic_path(path: str | os.PathLike, fsync_file: bool = True) -> Iterator[st
     for a temporary that names a file already on disk (a hard link).
     """
     path = os.fspath(path)
+    if is_url(path):  # a remote --out: written locally, then uploaded and renamed (core/urls.py says where atomic)
+        with atomic_upload(path) as local:
+            yield local
+        return
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     name = os.path.basename(path)

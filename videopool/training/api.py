@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 from videopool.core.errors import UserError
+from videopool.core.urls import is_url
 from videopool.training.config import TrainConfig, load_yaml_config, resolve_train_config
 
 
@@ -89,6 +90,10 @@ def _check_run_directory(out: str) -> None:
     """``--out`` must name a directory, new or existing; a UserError for a file or a path through a file."""
     if not out:
         raise UserError("no --out given: pass the run directory, e.g. --out runs/my-run")
+    if is_url(out):  # checkpoints, the resume state and the run lock rely on local renames and file locks
+        raise UserError(f"--out {out!r} is a URL: a training run directory must be local (its checkpoints and resume "
+                        "state are replaced atomically and it is locked against a second trainer); train into a "
+                        "local --out and copy the run to the bucket afterwards")
     path = os.path.abspath(out)
     while not os.path.exists(path) and os.path.dirname(path) != path:
         path = os.path.dirname(path)
