@@ -52,6 +52,7 @@ def test_globs_directories_and_files_list_like_local_ones(mem, tiny_data):
 
 
 def test_file_urls_take_the_local_path(tiny_data):
+    assert not remote.is_url(f"file://{tiny_data}") and remote.is_url("memory://x") and not remote.is_url("a/b")
     assert expand_paths(f"file://{tiny_data}/train-*.tfrecord") == expand_paths(str(tiny_data / "train-*.tfrecord"))
 
 

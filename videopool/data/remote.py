@@ -2,10 +2,11 @@
 
 Everything that names a data file goes through :func:`is_url` first: a plain path (or ``file://``) keeps the
 local reader (memory map, ``glob``) untouched, and only a URL reaches fsspec, which is imported on first use so
-that a local run never pays for it. A URL is read as one sequential stream in large blocks
-(:data:`STREAM_BLOCK`): per-request latency is what makes object stores slow, so a 16 MiB block turns a
-250 MB YouTube-8M shard into ~16 range requests instead of thousands. Random access (the map dataset, one
-record at a time) uses smaller blocks (:data:`RANDOM_BLOCK`) so that a 250 KB record does not fetch 16 MiB.
+that a local run never pays for it. A URL is read as one sequential stream: over http(s) one ``GET`` per shard
+(:class:`HTTPStream`), elsewhere the backend's file in large blocks (:data:`STREAM_BLOCK`) -- per-request
+latency is what makes object stores slow, so a 16 MiB block turns a 250 MB YouTube-8M shard into ~16 range
+requests instead of thousands. Random access (the map dataset, one record at a time) uses smaller blocks
+(:data:`RANDOM_BLOCK`) so that a 250 KB record does not fetch 16 MiB.
 
 Listing: object stores and ``memory://`` support globs and directories through fsspec; HTTP(S) has no file
 listing, so an HTTP pattern is refused with a message asking for the shard URLs themselves.
@@ -16,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 from videopool.core.errors import UserError
 from videopool.core.urls import NO_LISTING as _NO_LISTING
