@@ -127,24 +127,42 @@ def test_all_classes_are_scored_in_one_pass_per_chunk(planted_data):
 
 
 class ContextProbe(HandSetMeanScorer):
-    """Scores from the segment, and checks that each row's ``video_frames`` is the video the segment came from."""
+    """Scores from the segment, and checks that each row's video (handed row for row, or as a precomputed
+    context: here the number of the video ``encode_context`` saw) is the video the segment came from."""
 
     needs_video_context = True
+    context_size = 1
 
-    def forward(self, frames, mask, video_frames=None, video_mask=None):
-        assert video_frames is not None and video_frames["rgb"].shape[0] == frames["rgb"].shape[0]
-        for row in range(mask.shape[0]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoded: list[torch.Tensor] = []  # every video encode_context was given, in order
+
+    def encode_context(self, video_frames, video_mask):
+        first = len(self.encoded)
+        self.encoded.extend(video_frames["rgb"][i][video_mask[i]] for i in range(video_mask.shape[0]))
+        return torch.arange(first, len(self.encoded), dtype=torch.float32)[:, None]
+
+    def forward(self, frames, mask, video_frames=None, video_mask=None, *, context=None):
+        if context is not None:
+            videos = [self.encoded[int(c)] for c in context[:, 0]]
+        else:
+            assert video_frames is not None and video_frames["rgb"].shape[0] == frames["rgb"].shape[0]
+            videos = [video_frames["rgb"][row][video_mask[row]] for row in range(mask.shape[0])]
+        assert len(videos) == mask.shape[0]
+        for row, video in enumerate(videos):
             segment = frames["rgb"][row][mask[row]]
-            video = video_frames["rgb"][row][video_mask[row]]
             assert any(torch.equal(video[o:o + len(segment)], segment) for o in range(0, len(video), 5))
             self.rows_checked = getattr(self, "rows_checked", 0) + 1
         return super().forward(frames, mask)
 
 
-def test_a_context_model_gets_each_segments_whole_video(planted_data):
+@pytest.mark.parametrize("context_once", [True, False])
+def test_a_context_model_gets_each_segments_whole_video(planted_data, context_once):
     probe = ContextProbe()
-    found = localize(probe, loader_of(planted_data, batch_size=3), [0, 1, 2], top_n=3)
+    found = localize(probe, loader_of(planted_data, batch_size=3), [0, 1, 2], top_n=3, batch_size=4,
+                     context_once=context_once)
     assert probe.rows_checked == found.num_segments == 13
+    assert len(probe.encoded) == (3 if context_once else 0)  # A, B and C encoded once each, or never
     assert dict(found.ranked())[0][:3] == ["A:10", "A:15", "B:0"]
 
 

@@ -14,9 +14,12 @@ rated (spec §1.4; the last 2 counted after the partial segment, as CESHINE's un
 Batching: the segments of all the videos of a loader batch are scored together, in chunks of ``batch_size``
 segments, through the model's forward on frames ``[S, 5 + 2t, D]`` and mask ``[S, 5 + 2t]`` (the segment-model
 contract of :mod:`videopool.models.segment`; an ordinary video-level model is a context-ignoring segment
-scorer). A model with ``needs_video_context = True`` also receives the whole video of each segment, row for row
-(at most ``video_frames`` evenly spaced frames, as in its training; gathered per chunk, so its chunks are capped at
-:data:`CONTEXT_CHUNK` segments: 256 x 300 frames x 1152 x 4 B = 354 MB). There is never one pass per class: the
+scorer). A model with ``needs_video_context = True`` gets each segment's whole video (at most ``video_frames``
+evenly spaced frames, as in its training) as a precomputed context: ``model.encode_context`` runs once per loader
+batch on its unique videos, and each chunk gathers the rows of its segments (``forward(..., context=[S, C])``),
+so a 300-frame video is encoded once, not once per each of its 60 segments. ``context_once=False`` keeps the
+former path, the video handed row for row to ``forward`` (its chunks capped at :data:`CONTEXT_CHUNK` segments:
+256 x 300 frames x 1152 x 4 B = 354 MB of gathered frames), for comparison. There is never one pass per class: the
 whitelist is a column selection of each chunk's scores, which go to a
 :class:`~videopool.inference.topk.StreamingTopK` (memory: its docstring).
 """
@@ -39,10 +42,11 @@ from videopool.inference.formats import write_segment_rows
 from videopool.inference.predict import bf16_copy, check_finite_scores
 from videopool.inference.topk import StreamingTopK
 from videopool.models.output import probabilities_of
+from videopool.models.segment import encode_member_contexts, member_context_inputs
 
 SEGMENT_FRAMES = 5  # the 2019 segments are 5 one-second frames
 DROPPED_EDGE_SEGMENTS = (6, 2)  # first / last segments of a video that were never rated (spec §1.4)
-CONTEXT_CHUNK = 256  # segments per forward of a model that also reads each segment's whole video
+CONTEXT_CHUNK = 256  # segments per forward when each row carries its whole video (context_once=False)
 DEFAULT_TOP_N = 100_000  # segments per class in a Kaggle submission
 
 
@@ -93,13 +97,17 @@ class AveragedScorer(nn.Module):
         self.members = nn.ModuleList(members)
         self.needs_video_context = any(getattr(m, "needs_video_context", False) for m in members)
 
-    def forward(self, frames, mask, video_frames=None, video_mask=None) -> torch.Tensor:
-        outputs = []
-        for member in self.members:
-            extra = {"video_frames": video_frames, "video_mask": video_mask} \
-                if getattr(member, "needs_video_context", False) else {}
-            outputs.append(probabilities_of(member(frames, mask, **extra)))
-        return torch.stack(outputs).mean(dim=0)
+    @property
+    def context_size(self) -> int:
+        return sum(m.context_size for m in self.members if getattr(m, "needs_video_context", False))
+
+    def encode_context(self, video_frames, video_mask) -> torch.Tensor:
+        return encode_member_contexts(self.members, video_frames, video_mask)
+
+    def forward(self, frames, mask, video_frames=None, video_mask=None, *, context=None) -> torch.Tensor:
+        extras = member_context_inputs(self.members, video_frames, video_mask, context)
+        return torch.stack([probabilities_of(m(frames, mask, **extra)) for m, extra in zip(self.members, extras)]
+                           ).mean(dim=0)
 
 
 @dataclass
@@ -157,12 +165,14 @@ def localize(
     timeline_video: str | None = None,
     progress: bool = False,
     pending: int | None = None,
+    context_once: bool = True,
 ) -> Localization:
     """Score every segment of every video of ``loader`` (batches of whole videos: ``strategy="all"``) for the
     classes ``class_ids`` and keep each class's ``top_n`` best (module docstring). A model that needs the whole
     video gets at most ``video_frames`` evenly spaced frames of it (None: all), as in its training
     (:func:`videopool.data.segments.even_frames`). ``timeline_video`` keeps that video's per-segment scores for
-    :func:`videopool.inference.timeline.plot_timeline`."""
+    :func:`videopool.inference.timeline.plot_timeline`. ``context_once=False``: the former per-row context
+    path (module docstring), same scores."""
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"inference precision must be 'fp32' or 'bf16', got {precision!r}")
     class_ids = [int(c) for c in class_ids]
@@ -170,7 +180,8 @@ def localize(
         raise ValueError("class_ids must be a non-empty list of distinct class ids")
     device = torch.device(device) if device is not None else next(model.parameters()).device
     needs_context = bool(getattr(model, "needs_video_context", False))
-    chunk = min(batch_size, CONTEXT_CHUNK) if needs_context else batch_size
+    per_row = needs_context and not context_once
+    chunk = min(batch_size, CONTEXT_CHUNK) if per_row else batch_size
     columns = torch.tensor(class_ids)
     result = Localization(class_ids, StreamingTopK(len(class_ids), top_n, pending), [])
     was_training = model.training
@@ -187,6 +198,9 @@ def localize(
             segments = split_segments(frames, batch.mask, context_frames, drop_edge_segments)
             if needs_context:
                 context, context_mask = even_context(frames, batch.mask, video_frames)
+                if not per_row:
+                    with torch.inference_mode():  # one encoding per video of the batch: [videos, C]
+                        encoded = runner.encode_context(context, context_mask)
             names = [f"{batch.ids[r]}:{s}" for r, s in zip(segments.video_rows.tolist(), segments.starts.tolist())]
             for start in range(0, len(names), chunk):
                 part = slice(start, start + chunk)
@@ -195,7 +209,8 @@ def localize(
                 if needs_context:
                     rows = segments.video_rows[part]
                     extra = {"video_frames": {name: x.index_select(0, rows) for name, x in context.items()},
-                             "video_mask": context_mask.index_select(0, rows)}
+                             "video_mask": context_mask.index_select(0, rows)} if per_row \
+                        else {"context": encoded.index_select(0, rows)}
                 with torch.inference_mode():  # the top-k state stays an ordinary tensor, updated outside
                     scores = probabilities_of(runner(inputs, segments.mask[part], **extra)).float().cpu()
                 check_finite_scores(names[part], scores)

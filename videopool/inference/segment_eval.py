@@ -23,15 +23,17 @@ from torch import nn
 from videopool.core.precision import autocast
 from videopool.metrics.segment import segment_average_precisions
 
-__all__ = ["WholeVideo", "score_rated_segments", "segment_metrics"]
+__all__ = ["WholeVideo", "score_rated_segments", "segment_metrics", "video_context"]
 
 
 @torch.no_grad()
 def score_rated_segments(model: nn.Module, batches: Iterable, *, device: torch.device | str = "cpu",
-                         precision: str = "fp32") -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+                         precision: str = "fp32",
+                         context_once: bool = True) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
     """``(segment ids, probabilities [S, V], targets [S, V], rated [S, V])`` of the batches of a
     :class:`~videopool.data.segments.SegmentLoader`; the model runs in eval mode and gets the whole video
-    only when it needs it (``needs_video_context``)."""
+    only when it needs it (``needs_video_context``): encoded once per video of a batch and gathered per segment
+    (:func:`video_context`), or with ``context_once=False`` handed row for row (the same scores)."""
     was_training = model.training
     model.eval()
     needs_video = bool(getattr(model, "needs_video_context", False))
@@ -40,8 +42,11 @@ def score_rated_segments(model: nn.Module, batches: Iterable, *, device: torch.d
     try:
         for batch in batches:
             batch = batch.to(device)
-            extra = batch.model_inputs() if needs_video else {}
             with autocast(torch.device(device), precision):
+                if needs_video and context_once:
+                    extra = {"context": video_context(model, batch)}
+                else:
+                    extra = batch.model_inputs() if needs_video else {}
                 probabilities = model(batch.frames, batch.mask, **extra)
             probabilities = probabilities.float().cpu()
             if not bool(torch.isfinite(probabilities).all()):
@@ -56,6 +61,21 @@ def score_rated_segments(model: nn.Module, batches: Iterable, *, device: torch.d
         raise ValueError("no rated segment to evaluate: the data holds no segment ratings "
                          "(segment_labels / segment_start_times / segment_scores)")
     return ids, np.concatenate(scores), np.concatenate(targets), np.concatenate(rated)
+
+
+def video_context(model: nn.Module, batch) -> torch.Tensor:
+    """``model.encode_context`` of each distinct video of a segment batch (ids ``videoId:start``; the rows of one
+    video carry the same whole video), gathered back to one row per segment: ``[B, C]``."""
+    videos = [segment_id.rsplit(":", 1)[0] for segment_id in batch.ids]
+    first: dict[str, int] = {}
+    for row, video in enumerate(videos):
+        first.setdefault(video, row)
+    unique = torch.tensor(list(first.values()), device=batch.mask.device)
+    position = {video: i for i, video in enumerate(first)}
+    inverse = torch.tensor([position[v] for v in videos], device=batch.mask.device)
+    frames = {name: x.index_select(0, unique) for name, x in batch.video_frames.items()}
+    encoded = model.encode_context(frames, batch.video_mask.index_select(0, unique))
+    return encoded.index_select(0, inverse)
 
 
 def segment_metrics(ids: Sequence[str], scores: np.ndarray, targets: np.ndarray, rated: np.ndarray, *,

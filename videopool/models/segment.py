@@ -5,14 +5,23 @@ Contract (relied on by ``videopool.inference.localize`` and the ``localize`` / `
 
     model.needs_video_context: bool          a class attribute
     model(frames: dict[str, Tensor [B, N, D]], mask: Tensor [B, N],
-          video_frames: dict[str, Tensor [B, T, D]] | None = None, video_mask: Tensor [B, T] | None = None)
+          video_frames: dict[str, Tensor [B, T, D]] | None = None, video_mask: Tensor [B, T] | None = None,
+          *, context: Tensor [B, C] | None = None)
         -> probabilities [B, V] in eval mode (a ModelOutput in training mode, for the model's ``loss``)
+    model.encode_context(video_frames: dict[str, Tensor [U, T, D]], video_mask: Tensor [U, T]) -> Tensor [U, C]
+    model.context_size: int                  C (both only on a model with ``needs_video_context``)
 
 * ``frames``/``mask`` are one segment per row: its 5 frames, optionally widened by ``t`` context frames on each
   side (padding rows False in the mask). ``N`` is free.
 * ``video_frames``/``video_mask`` are the whole video each segment comes from, row for row. Only a model with
   ``needs_video_context = True`` reads them (and then requires them); the others ignore them, so a caller may
   always pass them, or pass them only when ``needs_video_context`` is True.
+* ``context`` is the same information precomputed: ``encode_context`` of the unique videos, gathered so that
+  row ``i`` is the context of segment ``i``'s video. Given it, ``video_frames`` is not read, and the output
+  equals that of passing the videos row for row (to float32 rounding; the video encoder is frozen and in eval
+  mode, so a row's context does not depend on the batch). Callers that score many segments of one video
+  (``localize``, ``evaluate-segments``) encode each video once per batch this way; training passes
+  ``video_frames`` and the model calls ``encode_context`` itself, so both go through the same code.
 * ``V`` is the label space of the video-level model the segment model was initialised from (3862 for the real
   data, the demo vocabulary's size for the demo); the 1,000-class whitelist is applied by the caller.
 * ``SegmentClassifier`` (context-ignoring, ``needs_video_context = False``): a video-level model applied to the
@@ -26,7 +35,7 @@ Contract (relied on by ``videopool.inference.localize`` and the ``localize`` / `
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -42,7 +51,8 @@ from videopool.models.output import ModelOutput, probabilities_of
 
 __all__ = [
     "SEGMENT_MODELS", "AveragedSegmentClassifier", "ContextAwareSegmentClassifier", "SegmentClassifier",
-    "SegmentModelConfig", "is_segment_config", "rated_pair_loss", "segment_model_from_config",
+    "SegmentModelConfig", "encode_member_contexts", "is_segment_config", "member_context_inputs", "rated_pair_loss",
+    "segment_model_from_config",
 ]  # fmt: skip
 
 SEGMENT_MODELS = ("context_ignoring", "context_aware", "average")
@@ -161,7 +171,7 @@ class SegmentClassifier(_SegmentLoss, nn.Module):
         self.output_size = self.video_model.output_size
 
     def forward(self, frames: Mapping[str, Tensor], mask: Tensor | None = None, video_frames=None,
-                video_mask=None) -> Tensor | ModelOutput:
+                video_mask=None, *, context=None) -> Tensor | ModelOutput:
         output = self.video_model(frames, mask)
         return ModelOutput(probabilities_of(output)) if self.training else probabilities_of(output)
 
@@ -210,19 +220,26 @@ class ContextAwareSegmentClassifier(_SegmentLoss, nn.Module):
         self.gating = make_gating(config.gating, config.fc_size)
         self.classifier = make_head("moe", config.fc_size, video.num_classes, num_mixtures=config.num_mixtures)
         self.output_size = video.num_classes
+        self.context_size = size
 
     def train(self, mode: bool = True) -> "ContextAwareSegmentClassifier":
         super().train(mode)
         self.video_encoder.eval()  # frozen: no batch-norm statistics move, no dropout
         return self
 
+    def encode_context(self, video_frames: Mapping[str, Tensor], video_mask: Tensor | None) -> Tensor:
+        """``v = E_video(video)`` ``[U, H]`` for ``U`` whole videos (no gradient: the encoder is frozen)."""
+        with torch.no_grad():
+            return self.video_encoder.encode(video_frames, video_mask)
+
     def forward(self, frames: Mapping[str, Tensor], mask: Tensor | None = None,
                 video_frames: Mapping[str, Tensor] | None = None,
-                video_mask: Tensor | None = None) -> Tensor | ModelOutput:
-        if video_frames is None:
-            raise ValueError("the context-aware segment model needs the whole video (video_frames, video_mask)")
-        with torch.no_grad():
-            context = self.video_encoder.encode(video_frames, video_mask)
+                video_mask: Tensor | None = None, *, context: Tensor | None = None) -> Tensor | ModelOutput:
+        if context is None:
+            if video_frames is None:
+                raise ValueError("the context-aware segment model needs the whole video (video_frames, video_mask) "
+                                 "or its precomputed context (encode_context)")
+            context = self.encode_context(video_frames, video_mask)
         segment = self.segment_encoder.encode(frames, mask)
         hidden = torch.relu(self.fc(self.dropout(self.input_norm(torch.cat([context, segment], dim=-1)))))
         probabilities = self.classifier(self.gating(hidden))
@@ -256,20 +273,52 @@ class AveragedSegmentClassifier(_SegmentLoss, nn.Module):
         self.members = nn.ModuleList(members)
         self.needs_video_context = any(m.needs_video_context for m in members)
         self.output_size = members[0].output_size
+        self.context_size = sum(m.context_size for m in members if m.needs_video_context)
 
     @classmethod
     def of(cls, members: list[nn.Module]) -> "AveragedSegmentClassifier":
         config = SegmentModelConfig(segment_model="average", members=[m.config.to_dict() for m in members])
         return cls(config, members)
 
+    def encode_context(self, video_frames: Mapping[str, Tensor], video_mask: Tensor | None) -> Tensor:
+        """The contexts of the members that need one, side by side: ``[U, Σ context_size]``."""
+        return encode_member_contexts(self.members, video_frames, video_mask)
+
     def forward(self, frames: Mapping[str, Tensor], mask: Tensor | None = None, video_frames=None,
-                video_mask=None) -> Tensor | ModelOutput:
-        outputs = [probabilities_of(m(frames, mask, video_frames, video_mask)) for m in self.members]
+                video_mask=None, *, context: Tensor | None = None) -> Tensor | ModelOutput:
+        extras = member_context_inputs(self.members, video_frames, video_mask, context)
+        outputs = [probabilities_of(m(frames, mask, **extra)) for m, extra in zip(self.members, extras)]
         probabilities = torch.stack(outputs).mean(dim=0)
         return ModelOutput(probabilities) if self.training else probabilities
 
     def regularization_loss(self) -> Tensor:
         return sum(m.regularization_loss() for m in self.members)
+
+
+def encode_member_contexts(members: Sequence[nn.Module], video_frames: Mapping[str, Tensor],
+                           video_mask: Tensor | None) -> Tensor:
+    """``encode_context`` of each member that needs the video, concatenated along the last axis in member order
+    (the layout :func:`member_context_inputs` splits)."""
+    parts = [m.encode_context(video_frames, video_mask) for m in members if getattr(m, "needs_video_context", False)]
+    return torch.cat(parts, dim=-1)
+
+
+def member_context_inputs(members: Sequence[nn.Module], video_frames, video_mask,
+                          context: Tensor | None) -> list[dict[str, Any]]:
+    """The extra forward arguments of each member: nothing for a context-ignoring one; its slice of a
+    precomputed ``context`` (:func:`encode_member_contexts`) or else the whole videos for one that needs them."""
+    extras, offset = [], 0
+    for member in members:
+        if not getattr(member, "needs_video_context", False):
+            extras.append({})
+        elif context is not None:
+            extras.append({"context": context[:, offset:offset + member.context_size]})
+            offset += member.context_size
+        else:
+            extras.append({"video_frames": video_frames, "video_mask": video_mask})
+    if context is not None and offset != context.shape[-1]:
+        raise ValueError(f"a precomputed context of width {context.shape[-1]} for members needing {offset}")
+    return extras
 
 
 _CLASSES: dict[str, type] = {"context_ignoring": SegmentClassifier, "context_aware": ContextAwareSegmentClassifier,
