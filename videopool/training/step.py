@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.profiler import record_function
 
 from videopool.core.precision import autocast
 from videopool.models.losses import binary_cross_entropy_on_probabilities
@@ -76,23 +77,26 @@ class TrainStep:
             set_learning_rate(self.optimizer, lr)
         with autocast(self.device, self.precision):
             output = self.module(frames, mask, **(inputs or {}))
-        if self.model_loss is not None:  # the model's own loss on its training output (docs/architecture.md)
-            loss = self.model_loss(output, labels, self.loss_name)
-        else:
-            loss = binary_cross_entropy_on_probabilities(output, labels, self.loss_name)
-        if self.regularization_penalty:
-            loss = loss + self.regularization_penalty * self.model.regularization_loss()
+        with record_function("part:loss"):  # scopes cost nothing unprofiled; benchmarks/profile_step.py groups by them
+            if self.model_loss is not None:  # the model's own loss on its training output (docs/architecture.md)
+                loss = self.model_loss(output, labels, self.loss_name)
+            else:
+                loss = binary_cross_entropy_on_probabilities(output, labels, self.loss_name)
+            if self.regularization_penalty:
+                loss = loss + self.regularization_penalty * self.model.regularization_loss()
         finite = torch.isfinite(loss.detach()).to(torch.int32)
         if self.distributed:  # every rank must stop together, or the others hang in all-reduce
             torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
         if not bool(finite):
             raise NonFiniteLossError(f"loss is {float(loss.detach())}")
         loss.backward()
-        if self.master is not None:
-            self.master.gradients_to_masters()
-        clip_gradients(self.params, self.clip_gradient_norm, self.clip_mode)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.master is not None:
-            self.master.masters_to_model()
+        with record_function("part:clipping"):
+            if self.master is not None:
+                self.master.gradients_to_masters()
+            clip_gradients(self.params, self.clip_gradient_norm, self.clip_mode)
+        with record_function("part:optimizer"):
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.master is not None:
+                self.master.masters_to_model()
         return loss.detach()
