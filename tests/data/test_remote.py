@@ -202,3 +202,14 @@ def test_a_training_run_directory_must_be_local(mem, tmp_path, capsys):
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and "must be local" in err
     assert not os.path.exists("memory:")  # no local folder named after the URL
+
+
+def test_an_http_out_is_refused_before_any_work(trained_run, tiny_data, capsys):
+    from videopool.cli.main import main
+
+    with pytest.raises(SystemExit) as stopped:  # argparse's own exit, at parse time: no inference ran
+        main(["predict", str(trained_run), "--data", str(tiny_data / "validate-*.tfrecord"), "--out",
+              "https://example.invalid/p.csv", "--workers", "0"])
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --out: 'https://example.invalid/p.csv': cannot write over HTTP" in err.splitlines()[-1]

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from videopool.core.urls import NO_LISTING, is_url, protocol
+
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (sizes and counts: --batch-size, --top-k, --num-frames, --epochs, ...)."""
@@ -38,6 +40,11 @@ def output_directory(text: str) -> str:
 
 def output_file(text: str) -> str:
     """A file to write (replaced if it exists): not an existing directory, and not inside a file."""
+    if is_url(text):  # uploaded when written (videopool.core.urls.atomic_upload); HTTP cannot take it
+        if protocol(text) in NO_LISTING:
+            raise argparse.ArgumentTypeError(f"{text!r}: cannot write over HTTP; give a local path or an "
+                                             "object-store URL (gs://, s3://)")
+        return text
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"{text!r} is a directory; give a file name, e.g. "
                                          f"{os.path.join(text, 'out')!r}")
