@@ -213,3 +213,15 @@ def test_an_http_out_is_refused_before_any_work(trained_run, tiny_data, capsys):
     assert stopped.value.code == 2
     err = capsys.readouterr().err
     assert "argument --out: 'https://example.invalid/p.csv': cannot write over HTTP" in err.splitlines()[-1]
+
+
+def test_a_config_file_may_name_url_data(mem, tmp_path, capsys):
+    from videopool.cli.main import main
+
+    config = tmp_path / "remote.yaml"
+    config.write_text(f"train_data: ['{mem}/train-*.tfrecord']\nval_data: ['{mem}/validate-0.tfrecord']\n"
+                      f"vocabulary: {mem}/vocabulary.csv\n")
+    assert main(["train", *MODEL_FLAGS, "--config", str(config), "--out", str(tmp_path / "run"), *TRAIN_FLAGS,
+                 "--max-steps", "2", "--eval-every", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "trained 2 steps" in out and "validation gap=" in out
