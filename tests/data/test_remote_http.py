@@ -83,3 +83,15 @@ def test_train_and_evaluate_over_http(base, tmp_path, capsys):
     assert "trained 4 steps (16 videos)" in capsys.readouterr().out
     assert main(["evaluate", str(run), "--data", *validate, "--workers", "0"]) == 0
     assert ": 9 videos" in capsys.readouterr().out
+
+
+def test_map_dataset_random_reads_equal_local(base, tiny_data):
+    from videopool.data.dataset import VideoMapDataset
+
+    names = ("validate-0.tfrecord", "validate-1.tfrecord")
+    local = VideoMapDataset([str(tiny_data / name) for name in names], num_classes=NUM_CLASSES)
+    over_http = VideoMapDataset([f"{base}/{name}" for name in names], num_classes=NUM_CLASSES)
+    assert len(over_http) == len(local) == 9
+    for index in (7, 0, 5, 2):
+        a, b = local[index], over_http[index]
+        assert a["id"] == b["id"] and all((a["frames"][k] == b["frames"][k]).all() for k in a["frames"])
