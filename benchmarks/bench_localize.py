@@ -3,6 +3,7 @@ time, and the time for the 2019 test set (about 2 M segments) extrapolated from 
 
     python benchmarks/bench_localize.py                     # 1 thread, small + full-size gated NetVLAD
     python benchmarks/bench_localize.py --threads 2 --topk-segments 400000
+    python benchmarks/bench_localize.py --only-context      # context-aware: per-row video vs encoded once
 
 Everything runs on random weights and random frames (speed does not depend on them). The models are scored
 through :func:`videopool.inference.localize.localize` itself (segment split, forward, the 1,000-class column
@@ -96,6 +97,45 @@ def bench_model(name: str, batches: tuple[int, int], videos: int, batch_size: in
     return rate, cpu_rate
 
 
+def context_aware_model(video: str = "gated_netvlad_256_small") -> torch.nn.Module:
+    """A context-aware segment classifier (seed 004 §4.2.1; FC 2048, MoE-4 as ``paper_context_aware``) on
+    ``video``'s encoder, random weights."""
+    from videopool.models.segment import ContextAwareSegmentClassifier, SegmentModelConfig
+
+    torch.manual_seed(0)
+    config = create_model(video, num_classes=VOCABULARY).config.to_dict()
+    return ContextAwareSegmentClassifier(SegmentModelConfig(segment_model="context_aware", video=config)).eval()
+
+
+def bench_context(batches: tuple[int, int], videos: int, batch_size: int) -> dict[bool, tuple[float, float]]:
+    """Segments per second of ``localize`` with a context-aware model, the former path (every segment row hands
+    its whole 300-frame video to the forward, chunks of at most 256) and the current one (``encode_context`` once
+    per video, gathered per row), measured alternately in one run so both see the same machine load."""
+    model = context_aware_model()
+    params = sum(p.numel() for p in model.parameters())
+    runs: dict[bool, list] = {False: [], True: []}
+    for once in (False, True):  # warm-up: the first forwards and allocations of each path are not timed
+        localize(model, MemoryVideos(1, 2), list(range(CLASSES)), top_n=TOP_N, batch_size=batch_size,
+                 context_once=once)
+    for count in batches:
+        for once in (False, True):
+            start, cpu = time.perf_counter(), time.process_time()
+            found = localize(model, MemoryVideos(count, videos), list(range(CLASSES)), top_n=TOP_N,
+                             batch_size=batch_size, context_once=once)
+            runs[once].append((found.num_segments, time.perf_counter() - start, time.process_time() - cpu))
+            del found
+    rates = {}
+    for once, label in ((False, "per-row video (before)"), (True, "context once per video (after)")):
+        (few, few_s, few_cpu), (many, many_s, many_cpu) = runs[once]
+        rates[once] = (many - few) / (many_s - few_s), (many - few) / (many_cpu - few_cpu)
+        print(f"context_aware on gated_netvlad_256_small, {params / 1e6:.1f} M params, {label:<30}: "
+              f"{rates[once][0]:.1f} segments/s marginal wall, {rates[once][1]:.1f} per CPU-second "
+              f"(runs of {few:,} and {many:,} segments; {many_cpu:.1f} CPU-s for the larger)")
+    print(f"context_aware speed-up from encoding each video once: {rates[True][1] / rates[False][1]:.2f}x per "
+          f"CPU-second, {rates[True][0] / rates[False][0]:.2f}x wall")
+    return rates
+
+
 def bench_top_k(rows: int, batch: int = 2048) -> tuple[float, float]:
     """``(seconds per segment after the fill, seconds of the final sort)`` of the full-size top-k state."""
     before = rss_bytes()
@@ -139,15 +179,24 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=8, help="videos per loader batch (60 segments each)")
     parser.add_argument("--small-batches", type=int, nargs=2, default=(2, 8))
     parser.add_argument("--full-batches", type=int, nargs=2, default=(1, 3))
+    parser.add_argument("--context-batches", type=int, nargs=2, default=(1, 3))
     parser.add_argument("--topk-segments", type=int, default=TEST_SET_SEGMENTS)
+    parser.add_argument("--only-context", action="store_true",
+                        help="only the context-aware model's before/after rows (no top-k, no video-level models)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"torch {torch.__version__}, {args.threads} thread(s), {os.cpu_count()} CPUs, CPU flags: {cpu_flags()}, "
           f"load average {load:.1f} at start")
+    if args.only_context:
+        bench_context(args.context_batches, args.videos, 2048)
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"load average {load:.1f} at the end (2 CPUs shared with other jobs when > 2)")
+        return
     per_segment, once, top_k_cpu = bench_top_k(args.topk_segments)  # first: RSS shows the state's own pages
     small = bench_model("gated_netvlad_256_small", args.small_batches, args.videos, 2048)
     full = bench_model("gated_netvlad_256", args.full_batches, args.videos, 256)
+    bench_context(args.context_batches, args.videos, 2048)
     names = TEST_SET_SEGMENTS * (sys.getsizeof("abcd:295") + 8)
     print(f"segment ids kept for the CSV: {TEST_SET_SEGMENTS:,} x ~{sys.getsizeof('abcd:295') + 8} B = "
           f"{names / 1e6:.0f} MB")

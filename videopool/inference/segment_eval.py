@@ -3,9 +3,12 @@
 Every rated segment of the data is scored for the evaluated classes; each class's submission is its segments in
 descending score (ties in segment-id order), cut at ``top_n`` and scored by
 :func:`videopool.metrics.segment.segment_average_precisions`, which drops the unrated pairs as the official script
-does. Only rated segments are scored (not every 5 seconds of every video, as ``videopool localize`` does), so an
-unrated segment cannot push a rated one out of a class's top ``top_n``; on the 2019 validate set (237,788 rated
-segments) that only matters for classes with more than 100,000 rated segments, of which there are none.
+does. Only rated segments are scored (not every 5 seconds of every video, as ``videopool localize`` does), so a
+segment rated for no class never enters a ranking. A segment rated only for other classes does enter class
+``c``'s ranking, and the official cut is applied before the unrated pairs are dropped, so once more segments are
+scored than ``top_n`` (the 2019 validate set: 237,788 rated segments > 100,000) the cut can drop a rated pair
+ranked below it. That is also why every segment's score of every class is kept below, not only the rated pairs':
+the cut needs each rated pair's rank among all scored segments of its class.
 
 Memory: three ``segments × V`` arrays (float32 scores and targets, the bool rated mask): 9 bytes per segment and
 class, 7.5 MB for the demo's 3,240 held-out segments × 256 classes, 8.3 GB for the 237,788 rated segments of the
