@@ -225,3 +225,12 @@ def test_a_config_file_may_name_url_data(mem, tmp_path, capsys):
                  "--max-steps", "2", "--eval-every", "2"]) == 0
     out = capsys.readouterr().out
     assert "trained 2 steps" in out and "validation gap=" in out
+
+
+def test_inspect_reads_a_url_like_the_local_file(mem, tiny_data, capsys):
+    from videopool.data.inspect import inspect_shards
+
+    remote_report = inspect_shards([f"{mem}/train-0.tfrecord"])
+    local_report = inspect_shards([str(tiny_data / "train-0.tfrecord")])
+    assert remote_report.total_bytes == local_report.total_bytes == os.path.getsize(tiny_data / "train-0.tfrecord")
+    assert [f["records"] for f in remote_report.files] == [f["records"] for f in local_report.files] != [0]

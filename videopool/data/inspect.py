@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from videopool.core.urls import is_url
+from videopool.data import remote
 from videopool.data.codec import decode_record, infer_schema
 from videopool.data.errors import ErrorPolicy, RecordError
 from videopool.data.io import expand_paths
@@ -162,7 +164,8 @@ def inspect_shards(paths_or_globs, *, schema: Schema | None = None, verify_crc: 
     report = InspectReport()
     disable = (len(files) < 2 or None) if progress is None else not progress
     for path in tqdm(files, desc="inspect", unit="file", disable=disable):
-        entry = {"path": path, "records": 0, "videos": 0, "bytes": os.path.getsize(path)}
+        size = remote.size_of(path) if is_url(path) else os.path.getsize(path)
+        entry = {"path": path, "records": 0, "videos": 0, "bytes": size}
         report.files.append(entry)
         report.total_bytes += entry["bytes"]
         bad_before = policy.count
