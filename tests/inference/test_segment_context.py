@@ -67,10 +67,12 @@ def _video_batches():
 def _scores_by_segment(found) -> dict[str, np.ndarray]:
     scores, items, counts = found.top_k.result()
     assert (counts == found.num_segments).all()  # top_n holds every segment: all scores are compared
-    by_name = {name: np.zeros(len(found.class_ids), np.float32) for name in found.names}
+    by_name = {name: np.full(len(found.class_ids), np.nan, np.float32) for name in found.names}
     for column in range(len(found.class_ids)):
-        for score, item in zip(scores[column].tolist(), items[column].tolist()):
+        kept = int(counts[column])
+        for score, item in zip(scores[column, :kept].tolist(), items[column, :kept].tolist()):
             by_name[found.names[item]][column] = score
+    assert all(np.isfinite(row).all() for row in by_name.values())  # every segment scored once for every class
     return by_name
 
 
