@@ -460,7 +460,7 @@ class Trainer:
         def forward(batch) -> None:
             batch = batch.to(self.device)
             with autocast(self.device, self.precision):
-                model(batch.frames, batch.mask)
+                model(batch.frames, batch.mask, **(self.batch_inputs(batch) or {}))
 
         recompute_batch_norm(model, batches, forward)
         if self.ctx.enabled:  # every rank evaluates (and rank 0 saves) the same statistics

@@ -11,7 +11,6 @@ model key (``fc_size``, ``segment_lr_scale``, ...) overrides the named ``model:`
 
 from __future__ import annotations
 
-import itertools
 import os
 from dataclasses import dataclass, field, fields
 from importlib import resources
@@ -20,15 +19,12 @@ from typing import Any, Mapping
 import yaml
 
 from videopool.core.errors import UserError
-from videopool.core.precision import autocast
-from videopool.core.rng import rng_state, set_rng_state
 from videopool.core.schema import ConfigError, closest_hint, parse_dataclass
 from videopool.data.loader import expand_patterns
 from videopool.data.segments import SegmentLoader
 from videopool.inference.segment_eval import score_rated_segments, segment_metrics
 from videopool.models import load_model
 from videopool.models.segment import SegmentModelConfig, is_segment_config, segment_model_from_config
-from videopool.training.batch_norm import batch_norm_layers, recompute_batch_norm
 from videopool.training.config import TrainConfig, load_yaml_config
 from videopool.training.loop import Trainer
 
@@ -189,24 +185,6 @@ class SegmentTrainer(Trainer):
 
     def batch_inputs(self, batch):
         return batch.model_inputs() if self.model.needs_video_context else None
-
-    def refresh_batch_norm(self) -> bool:
-        """Precise BN (:mod:`videopool.training.batch_norm`) on segment batches. The frozen video encoder stays in
-        eval mode through it (``ContextAwareSegmentClassifier.train``), so its statistics do not move."""
-        wanted = self.config.bn_recompute_batches
-        if wanted <= 0 or not batch_norm_layers(self.model):
-            return False
-        rng = rng_state()  # the extra loader must not shift the training run's random stream
-        batches = itertools.islice(self.train_loader(self.state.epoch + 7919), wanted)
-
-        def forward(batch) -> None:
-            batch = batch.to(self.device)
-            with autocast(self.device, self.precision):
-                self.model(batch.frames, batch.mask, **(self.batch_inputs(batch) or {}))
-
-        recompute_batch_norm(self.model, batches, forward)
-        set_rng_state(rng)
-        return True
 
     def validate(self) -> dict[str, Any] | None:
         c = self.config
