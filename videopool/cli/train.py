@@ -100,12 +100,34 @@ def _warn_small_normalized_frames(config, num_classes: int) -> None:
               "--set l2_normalize_frames=false keeps it (docs/custom-features.md)", file=sys.stderr)
 
 
-def run(args) -> int:
+def stopped_run_errors() -> tuple[type[Exception], ...]:
+    """The ways a training run stops that are reported in one line (imported late: ``--help`` stays fast)."""
     from videopool.core.files import DiskFullError
+    from videopool.training.loop import NonFiniteLossError, ValidationFailedError
+    from videopool.training.run_lock import RunLockedError
+
+    return NonFiniteLossError, RunLockedError, DiskFullError, ValidationFailedError
+
+
+def report_stopped_run(command: str, err: Exception) -> int:
+    """Print a stopped run's one-line error; its exit status: 2 for what the user fixes (another process holds the
+    run, bad validation data), 1 for a failure (a diverged run, a full disk, out of memory in validation)."""
+    from videopool.data import RecordError
+    from videopool.training.loop import ValidationFailedError
+    from videopool.training.run_lock import RunLockedError
+
+    print(f"videopool {command}: error: {err}", file=sys.stderr)
+    if isinstance(err, RunLockedError):
+        return 2
+    if isinstance(err, ValidationFailedError):
+        return 2 if isinstance(err.cause, (ValueError, FileNotFoundError, RecordError)) else 1
+    return 1
+
+
+def run(args) -> int:
     from videopool.data import RecordError
     from videopool.training.api import build_config, num_classes_for
-    from videopool.training.loop import NonFiniteLossError, ValidationFailedError, train
-    from videopool.training.run_lock import RunLockedError
+    from videopool.training.loop import train
 
     # a mistake in the flags, the config or the vocabulary is a UserError, which videopool.cli.main prints
     config = build_config(args.model, args.config, _explicit_overrides(args), args.out, resume=args.resume)
@@ -113,19 +135,8 @@ def run(args) -> int:
     _warn_small_normalized_frames(config, num_classes)
     try:
         summary = train(config, num_classes, resume=args.resume)
-    except NonFiniteLossError as err:
-        print(f"videopool train: error: {err}", file=sys.stderr)
-        return 1
-    except RunLockedError as err:
-        print(f"videopool train: error: {err}", file=sys.stderr)
-        return 2
-    except DiskFullError as err:
-        print(f"videopool train: error: {err}", file=sys.stderr)
-        return 1
-    except ValidationFailedError as err:
-        # bad validation data is the user's to fix (2); anything else (out of memory, ...) is a failure (1)
-        print(f"videopool train: error: {err}", file=sys.stderr)
-        return 2 if isinstance(err.cause, (ValueError, FileNotFoundError, RecordError)) else 1
+    except stopped_run_errors() as err:
+        return report_stopped_run("train", err)
     except RecordError as err:
         if err.kind != "label_range":
             raise  # one line and exit 2 from videopool.cli.main, as every other bad record

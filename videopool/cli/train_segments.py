@@ -15,7 +15,6 @@ ceshine_context_aware_no_se (``videopool/configs/segments/``).
 from __future__ import annotations
 
 import argparse
-import sys
 
 from videopool.cli.arguments import non_negative_int, positive_int
 from videopool.cli.options import LazyChoices
@@ -77,9 +76,7 @@ def _overrides(args) -> dict:
 
 
 def run(args) -> int:
-    from videopool.core.files import DiskFullError
-    from videopool.training.loop import NonFiniteLossError, ValidationFailedError
-    from videopool.training.run_lock import RunLockedError
+    from videopool.cli.train import stopped_run_errors, report_stopped_run
     from videopool.training.segments import build_segment_config, train_segments, video_run_for
 
     config = build_segment_config(args.model, _overrides(args), args.out, args.from_run, resume=args.resume)
@@ -88,15 +85,8 @@ def run(args) -> int:
     _, info = video_run_for(config)
     try:
         summary = train_segments(config, int(info["num_classes"]), resume=args.resume)
-    except (NonFiniteLossError, DiskFullError) as err:
-        print(f"videopool train-segments: error: {err}", file=sys.stderr)
-        return 1
-    except RunLockedError as err:
-        print(f"videopool train-segments: error: {err}", file=sys.stderr)
-        return 2
-    except ValidationFailedError as err:
-        print(f"videopool train-segments: error: {err}", file=sys.stderr)
-        return 2 if isinstance(err.cause, (ValueError, FileNotFoundError)) else 1
+    except stopped_run_errors() as err:
+        return report_stopped_run("train-segments", err)
     metrics = summary.get("metrics") or {}
     shown = ", ".join(f"{k}={metrics[k]:.4f}" for k in ("segment_map", "rated_pair_loss") if k in metrics)
     print(f"trained {summary['step']} steps ({summary['examples_seen']} segments) -> {summary['run_dir']}"
