@@ -30,6 +30,7 @@ import torch
 
 from videopool.data.errors import RecordError
 from videopool.data.io import iter_videos
+from videopool.data.sharding import shuffle_buffer as buffered_shuffle
 from videopool.data.video import Video
 
 SEGMENT_FRAMES = 5  # the 2019 ratings are of 5-second segments, one frame per second
@@ -205,7 +206,7 @@ class SegmentLoader:
     def __iter__(self) -> Iterator[SegmentBatch]:
         stream = self.samples()
         if self.shuffle:
-            stream = _shuffled(stream, self.shuffle_buffer, np.random.default_rng([self.seed, self.epoch, 1]))
+            stream = buffered_shuffle(stream, self.shuffle_buffer, np.random.default_rng([self.seed, self.epoch, 1]))
         batch: list[dict] = []
         for sample in stream:
             batch.append(sample)
@@ -215,16 +216,3 @@ class SegmentLoader:
         if batch:
             yield collate_segments(batch)
 
-
-def _shuffled(stream: Iterator[dict], size: int, rng: np.random.Generator) -> Iterator[dict]:
-    """A buffered shuffle: fill ``size`` samples, then emit a random one for each new arrival."""
-    buffer: list[dict] = []
-    for sample in stream:
-        if len(buffer) < size:
-            buffer.append(sample)
-            continue
-        index = int(rng.integers(size))
-        yield buffer[index]
-        buffer[index] = sample
-    for index in rng.permutation(len(buffer)):
-        yield buffer[index]
