@@ -215,4 +215,3 @@ class SegmentLoader:
                 batch = []
         if batch:
             yield collate_segments(batch)
-
