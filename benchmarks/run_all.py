@@ -1,6 +1,7 @@
 """Rerun every benchmark and rewrite the generated sections of docs/performance.md.
 
     python benchmarks/run_all.py                    # everything, small sizes (aim: <= 15 min on 2 cores)
+    python benchmarks/run_all.py --only ab          # one of: reader loader train infer metrics ab profile curves
     python benchmarks/run_all.py --only profile curves
 
 Each benchmark runs as its own process (so one's memory does not inflate the next one's peak), one thread, and
@@ -35,6 +36,7 @@ BENCHMARKS = {
     "infer": (["bench_infer.py", "--threads", "1", "--clusters", "64", "--min-steps", "3", "--max-steps", "6",
                "--min-seconds", "3", "--batch-size", "32", "--num-frames", "150"], 120),
     "metrics": (["bench_metrics.py", "--videos", "50000"], 90),
+    "ab": (["ab_step.py", "--rounds", "5"], 150),
     "profile": (["profile_step.py", "--small"], 300),
     "curves": (["cost_curves.py", "--repeats", "2", "--plots", os.path.join(ROOT, "docs", "img"),
                 "--json", os.path.join(HERE, "results", "cost_curves.json")], 300),
