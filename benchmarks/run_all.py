@@ -1,7 +1,8 @@
 """Rerun every benchmark and rewrite the generated sections of docs/performance.md.
 
     python benchmarks/run_all.py                    # everything, small sizes (aim: <= 15 min on 2 cores)
-    python benchmarks/run_all.py --only ab          # one of: reader loader train infer metrics ab profile curves
+    python benchmarks/run_all.py --only ab          # one of: reader loader end_to_end train infer metrics ab
+                                                    #   profile curves
     python benchmarks/run_all.py --only profile curves
 
 Each benchmark runs as its own process (so one's memory does not inflate the next one's peak), one thread, and
@@ -31,6 +32,9 @@ from videopool.core.files import atomic_write  # noqa: E402
 BENCHMARKS = {
     "reader": (["bench_reader.py", "--shards", "2", "--videos-per-shard", "250", "--passes", "3"], 150),
     "loader": (["bench_loader.py", "--workers", "0", "1", "2", "--passes", "1"], 150),
+    # needs the demo shards at full size (default /tmp/demo_run/data, made by `videopool demo`); fp32 only to fit
+    "end_to_end": (["bench_end_to_end.py", "--precisions", "fp32", "--reps", "2", "--steps", "2",
+                    "--batch-size", "32"], 300),
     "train": (["bench_train.py", "--threads", "1", "--clusters", "64", "--min-steps", "3", "--max-steps", "5",
                "--min-seconds", "4", "--batch-size", "32", "--num-frames", "150"], 200),
     "infer": (["bench_infer.py", "--threads", "1", "--clusters", "64", "--min-steps", "3", "--max-steps", "6",
