@@ -14,7 +14,7 @@ MB/s of file bytes, the reader's CPU s and the server process's CPU s, and the H
 and of each A/B pair (min-max). Loopback is a fast link with ~0 latency: the figure shows what the reader costs, not what a
 cloud bucket's bandwidth allows.
 
-    python benchmarks/bench_remote.py [--data /tmp/demo_run/data] [--shards 1] [--passes 5]
+    python benchmarks/bench_remote.py [--data /tmp/demo_run/data] [--shards 1] [--passes 5] [--torch-threads 1]
 """
 
 from __future__ import annotations
@@ -42,6 +42,12 @@ def cpu_flags() -> str:
     except OSError:
         return "unknown"
     return " ".join(flag for flag in ("amx_bf16", "avx512_bf16") if f" {flag}" in text) or "neither amx_bf16 nor avx512_bf16"
+
+
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def process_cpu(pid: int) -> float:
@@ -80,7 +86,13 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=1, help="how many of its train shards to read")
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--modes", default="framing,decode,loader")
+    parser.add_argument("--torch-threads", type=int, default=None,
+                        help="torch.set_num_threads for the loader's collate (1 steadies it on a shared machine)")
     args = parser.parse_args()
+    if args.torch_threads:
+        import torch
+
+        torch.set_num_threads(args.torch_threads)
     names = sorted(os.path.basename(p) for p in glob.glob(os.path.join(args.data, "train-*.tfrecord")))[:args.shards]
     if not names:
         sys.exit(f"bench_remote: no train-*.tfrecord in {args.data}; run `videopool demo` first or pass --data")
@@ -93,7 +105,7 @@ def main() -> None:
         remote = [f"{base}/{name}" for name in names]
         print(f"{len(names)} shard(s), {size / 1e6:.1f} MB, {args.passes} passes each (median); server {base}; "
               f"CPU flags: {cpu_flags()}; {os.cpu_count()} CPUs; "
-              f"load average {os.getloadavg()[0]:.1f}")
+              f"load average {os.getloadavg()[0]:.1f}; torch threads {torch_threads()}")
         print(f"{'mode':8s} {'reader':6s} {'records/s':>10s} {'MB/s':>8s} {'(min-max)':>12s} {'CPU s':>6s} "
               f"{'server CPU s':>12s}")
         for mode in args.modes.split(","):
