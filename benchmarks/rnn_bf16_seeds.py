@@ -9,12 +9,17 @@ recurrence ran before the fix. Prints mean ± std over the seeds of GAP@20, hit@
 
     nice -n 5 python benchmarks/rnn_bf16_seeds.py --data /tmp/demo_run/data   # trains what is not cached
     python benchmarks/rnn_bf16_seeds.py --report-only
+
+To share the work between processes, give each its own ``--cache`` and its ``--rows``/``--only-seeds``, then
+report with ``--merge`` of the other caches. The fp32 row reuses ``rnn_factors.py``'s fp32 runs of the same twin
+at the same budget (the same computation: seed 0 recomputed here gives the same GAP to 4 digits).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
 import sys
 
@@ -33,7 +38,28 @@ def rows(seeds: tuple[int, ...] = SEEDS) -> list[Row]:
         Row("LSTM 32, bf16 (recurrence in fp32, as shipped)", MODEL, recipe={"precision": "bf16"}, seeds=seeds),
         Row("LSTM 32, bf16, fp32 guard off (before the fix)", MODEL,
             recipe={"precision": "bf16", "recurrent_guard": False}, seeds=seeds),
+        # The twin's matrices are all under prepare_bf16's 2^20-element threshold, so its masters stay fp32; the
+        # full-size lstm_2x1024 holds its recurrent matrices (4.2-4.7 M elements) in bf16. These rows put every
+        # matrix of the twin in bf16 to run that scheme on the recurrence.
+        Row("LSTM 32, bf16, every matrix in bf16 (as full size)", MODEL,
+            recipe={"precision": "bf16", "bf16_min_numel": 0}, seeds=seeds),
+        Row("LSTM 32, bf16, every matrix in bf16, guard off", MODEL,
+            recipe={"precision": "bf16", "bf16_min_numel": 0, "recurrent_guard": False}, seeds=seeds),
     ]
+
+
+@contextlib.contextmanager
+def bf16_threshold(min_numel: int | None):
+    """``prepare_bf16`` (which ``fast_study.train`` imports at call time) with another ``min_numel``."""
+    from videopool.training import step
+
+    original = step.prepare_bf16
+    if min_numel is not None:
+        step.prepare_bf16 = functools.partial(original, min_numel=min_numel)
+    try:
+        yield
+    finally:
+        step.prepare_bf16 = original
 
 
 @contextlib.contextmanager
@@ -50,24 +76,52 @@ def recurrent_guard(enabled: bool):
         recurrent._RecurrentPooling._recur = original
 
 
+def merge_caches(path: str, others: list[str], reuse_fp32: str | None, fp32_row: Row) -> None:
+    """Copy into the cache ``path`` the results of ``others`` (same keys) and rnn_factors' fp32 runs of the twin
+    at this budget (its key lacks the ``precision`` entry; fast_study trains fp32 by default)."""
+    from factor_runs import load_cache, save_cache
+
+    cache = load_cache(path)
+    for other in others:
+        for key, entry in load_cache(other).items():
+            cache.setdefault(key, {}).update(entry)
+    if reuse_fp32:
+        plain = Row(fp32_row.label, fp32_row.model).key()
+        for seed, record in load_cache(reuse_fp32).get(plain, {}).items():
+            cache.setdefault(fp32_row.key(), {}).setdefault(seed, record)
+    save_cache(cache, path)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="/tmp/demo_run/data")
     p.add_argument("--seeds", type=int, default=len(SEEDS), help="seeds 0..N-1 per row")
     p.add_argument("--cache", default="benchmarks/results/rnn_bf16_seeds.json")
+    p.add_argument("--rows", nargs="*", help="train only these row labels (the report shows all)")
+    p.add_argument("--only-seeds", type=int, nargs="*", help="train only these seeds (to split the work between "
+                   "processes, each with its own --cache, joined afterwards with --merge)")
+    p.add_argument("--merge", nargs="*", default=[], help="caches of other processes to merge into --cache first")
+    p.add_argument("--reuse-fp32", default="benchmarks/results/rnn_factors.json",
+                   help="rnn_factors' cache: its fp32 twin runs at this budget are the fp32 row's (same computation)")
     p.add_argument("--report-only", action="store_true")
     args = p.parse_args(argv)
     from fast_study import train
 
     def run(row: Row, seed: int) -> dict:
         recipe = {**BUDGET, **row.recipe}
-        with recurrent_guard(recipe.get("recurrent_guard", True)):
+        with recurrent_guard(recipe.get("recurrent_guard", True)), bf16_threshold(recipe.get("bf16_min_numel")):
             result = train(row.model, row.model_overrides, recipe, seed, args.data, precision=recipe["precision"])
         result.pop("model")
         return result
 
     all_rows = rows(tuple(range(args.seeds)))
-    results = run_rows(all_rows, cache_path=args.cache, only=[] if args.report_only else None, train=run)
+    merge_caches(args.cache, args.merge, args.reuse_fp32, all_rows[0])
+    train_rows = [Row(r.label, r.model, r.model_overrides, r.recipe,
+                      tuple(s for s in r.seeds if args.only_seeds is None or s in args.only_seeds)) for r in all_rows]
+    train_rows = [r for r in train_rows if r.seeds] or all_rows
+    only = [] if args.report_only else args.rows
+    run_rows(train_rows, cache_path=args.cache, only=only, train=run)
+    results = run_rows(all_rows, cache_path=args.cache, only=[], train=run)
     print(f"\nCPU flags: {cpu_flags()}; budget: {BUDGET}\n")
     print(table(all_rows, results, [("GAP@20", "gap", 4), ("hit@1", "hit_at_1", 4), ("mAP", "map", 4),
                                     ("final train loss", "final_loss", 2)]))
