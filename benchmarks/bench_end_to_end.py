@@ -10,14 +10,15 @@ own V classes, read from its manifest) and each precision, these configurations 
 * ``fixed``: the training step on one real batch reused, no loader (what ``bench_train.py`` times);
 * ``wN``: the same step fed by :func:`videopool.data.loader.make_loader` with ``num_workers=N``;
 
-each at torch thread counts ``T`` (``--threads``; by default 2 and, with workers, also ``2 - workers`` floored
-at 1, since on 2 cores a worker process competes with the step's threads). Every segment starts a fresh loader
+each at torch thread counts ``T`` (``--threads``; by default all cores, ``cores - workers`` floored at 1, and 1,
+since on 2 cores a worker process competes with the step's threads). Every segment starts a fresh loader
 iterator, runs --warmup untimed steps (worker start-up, shuffle-buffer fill), then times --steps steps.
 Printed per configuration: median videos/s over the rounds and its spread (min..max), the data path's share
 ``1 - e2e / fixed`` against the fixed-batch step at the same thread count and at the best one, the time the main
 process spent waiting in ``next(loader)``, and CPU-seconds per 100 videos (main process + loader workers, read
 from /proc). Then a breakdown of the in-process data path per batch: decode (dataset iteration: framing, CRC,
-parse, frame selection), collate (padding + uint8 -> float32), pinning (not done: CPU run), measured alone.
+parse, frame selection), collate (padding + uint8 -> float32), pinning (not done: CPU run), measured alone at
+each thread count. With workers the batch's hand-off to the main process shows as the wait in ``next()``.
 """
 
 from __future__ import annotations
@@ -111,9 +112,9 @@ def segment(setup: Setup, workers: int | None, threads: int, args) -> dict:
     return {"seconds": seconds, "videos": videos, "wait": wait, "cpu": cpu}
 
 
-def breakdown(setup: Setup, args) -> None:
-    """Per-batch cost of the in-process data path, each part measured alone, one thread."""
-    torch.set_num_threads(1)
+def breakdown(setup: Setup, args, threads: int) -> None:
+    """Per-batch cost of the in-process data path, each part measured alone, at ``threads`` torch threads."""
+    torch.set_num_threads(threads)
     loader = make_loader(setup.pattern, workers=0, epoch=next(setup.epoch), **setup.loader_args)
     items = iter(loader.dataset)
     for _ in range(300):  # past the shuffle buffer's fill
@@ -127,12 +128,12 @@ def breakdown(setup: Setup, args) -> None:
         collate_videos(videos)
         collate.append(time.perf_counter() - start)
     d, c = statistics.median(decode), statistics.median(collate)
-    print(f"in-process data path per batch of {args.batch_size} (median of {count}, 1 thread): decode {d * 1e3:.0f} ms "
-          f"({args.batch_size / d:,.0f} videos/s), collate {c * 1e3:.0f} ms ({args.batch_size / c:,.0f} videos/s), "
-          "pin 0 ms (pin_memory only for CUDA)", flush=True)
+    print(f"in-process data path per batch of {args.batch_size} (median of {count}, {threads} thread(s)): "
+          f"decode {d * 1e3:.0f} ms ({args.batch_size / d:,.0f} videos/s), collate {c * 1e3:.0f} ms "
+          f"({args.batch_size / c:,.0f} videos/s), pin 0 ms (pin_memory only for CUDA)", flush=True)
 
 
-def report(setup_name: str, results: dict, args) -> None:
+def report(results: dict) -> None:
     rates = {key: [r["videos"] / r["seconds"] for r in runs] for key, runs in results.items()}
     median = {key: statistics.median(v) for key, v in rates.items()}
     best_fixed = max(v for (workers, _), v in median.items() if workers is None)
@@ -161,7 +162,8 @@ def main(argv=None) -> int:
     p.add_argument("--bf16-scheme", default="master_weights", choices=["master_weights", "autocast"])
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--threads", type=int, nargs="+", default=None,
-                   help="torch thread counts to try for every configuration (default: 2, and 2 - workers >= 1)")
+                   help="torch thread counts to try for every configuration (default: all cores, cores - workers "
+                        "if >= 1, and 1)")
     p.add_argument("--reps", type=int, default=3, help="interleaved rounds")
     p.add_argument("--warmup", type=int, default=1, help="untimed steps at the start of every segment")
     p.add_argument("--steps", type=int, default=4, help="timed steps per segment")
@@ -179,7 +181,7 @@ def main(argv=None) -> int:
           f"{args.batch_size} x {args.num_frames} frames, strategy 'all', shuffle on, data {args.data}")
     configs = []
     for workers in [None, *args.workers]:
-        threads = args.threads or sorted({cores, max(1, cores - (workers or 0))})
+        threads = args.threads or sorted({cores, max(1, cores - (workers or 0)), 1})
         configs += [(workers, t) for t in threads]
     if not args.threads:  # a fixed reference at every thread count used
         configs += [(None, t) for t in sorted({t for _, t in configs}) if (None, t) not in configs]
@@ -189,10 +191,12 @@ def main(argv=None) -> int:
         print(f"\n== {precision}{' (' + args.bf16_scheme + ')' if precision == 'bf16' else ''}: "
               f"{len(configs)} configurations x {args.reps} rounds x ({args.warmup} + {args.steps}) steps", flush=True)
         results = {config: [] for config in sorted(configs, key=lambda c: (c[0] is not None, c[0] or 0, -c[1]))}
-        for _ in range(args.reps):
+        for round_number in range(args.reps):
+            started = time.perf_counter()
             for config in results:
                 results[config].append(segment(setup, *config, args))
-        report(precision, results, args)
+            print(f"  round {round_number + 1}/{args.reps}: {time.perf_counter() - started:.0f} s", flush=True)
+        report(results)
         fixed = max(statistics.median(r["videos"] / r["seconds"] for r in runs)
                     for (w, _), runs in results.items() if w is None)
         best_e2e = max(statistics.median(r["videos"] / r["seconds"] for r in runs)
@@ -201,7 +205,8 @@ def main(argv=None) -> int:
         print(f"best end-to-end / best fixed-batch ({precision}): {best_e2e:.1f} / {fixed:.1f} videos/s, "
               f"data path share {100 * (1 - best_e2e / fixed):.1f}%", flush=True)
         if args.breakdown or 1 - best_e2e / fixed > 0.05:
-            breakdown(setup, args)
+            for threads in sorted({t for _, t in configs}):
+                breakdown(setup, args, threads)
         del setup
     print(f"\nlargest data path share of the best configuration over precisions: {100 * worst:.1f}% "
           f"({'within' if worst <= 0.05 else 'above'} the 5% target)")
