@@ -50,9 +50,31 @@ def expand_url(item: str) -> list[str]:
         if not matches:
             raise FileNotFoundError(f"directory {item!r} contains no *.tfrecord files")
         return [fs.unstrip_protocol(match) for match in matches]
-    if not fs.exists(path):
+    if scheme in _NO_LISTING:
+        if http_content_length(item) is None:
+            raise FileNotFoundError(f"no such file: {item!r}")
+    elif not fs.exists(path):
         raise FileNotFoundError(f"no such file: {item!r}")
     return [item]
+
+
+def http_content_length(url: str, timeout: float = 60.0) -> int | None:
+    """The size an HTTP(S) server gives for ``url`` in answer to a ``HEAD`` (-1 when it names none), ``None`` for
+    404. Through the standard library, as :class:`HTTPStream` reads: fsspec's aiohttp session once stalled
+    until its timeout on a loopback 404 in CI."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            return int(length) if length is not None else -1
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return None
+        if err.code in (405, 501):  # no HEAD here: the GET that reads the file will say whether it exists
+            return -1
+        raise OSError(f"{url}: HTTP {err.code} {err.reason}") from None
 
 
 def open_url(url: str, block_size: int = STREAM_BLOCK) -> BinaryIO:
@@ -186,5 +208,11 @@ def open_any(path: str | os.PathLike, mode: str = "rb", **kwargs):
 
 def size_of(url: str) -> int:
     """The size in bytes of the file at ``url``."""
+    if protocol(url) in _NO_LISTING:
+        length = http_content_length(url)
+        if length is None:
+            raise FileNotFoundError(f"no such file: {url!r}")
+        if length >= 0:
+            return length
     fs, path = filesystem(url)
     return int(fs.size(path))
