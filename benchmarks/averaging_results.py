@@ -17,39 +17,16 @@ idle cores) and adds their final checkpoints. Every number comes from the comman
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import platform
+from machine import cpu_flags, videopool_command as command  # noqa: E402
 
 # the demo's recipe (videopool/cli/demo.py) for its 4,000 training videos
 RECIPE = {"epochs": 8, "learning_rate": 0.003, "num_frames": 64, "frame_selection": "random", "batch_size": 80,
           "seed": 0, "lr_decay_examples": 200_000, "checkpoint_every": 0, "progress": False}
 RUNS = {"ema": {"weight_averaging": "ema", "ema_decay": 0.99},
         "swa": {"weight_averaging": "swa", "swa_start": 201}}  # swa: the second half (steps 201-400)
-
-
-def command(*argv: str) -> str:
-    """Run ``videopool ARGV`` in this process and return what it printed (it must succeed)."""
-    from videopool.cli.main import main
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = main(list(argv))
-    if status != 0:
-        raise SystemExit(f"videopool {' '.join(argv)} exited with {status}")
-    return out.getvalue()
-
-
-def cpu_flags() -> str:
-    """The bf16-related CPU flags (amx_bf16, avx512_bf16) recorded next to the figures."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            words = set(f.read().split())
-    except OSError:
-        return "unknown"
-    return " ".join(sorted(words & {"amx_bf16", "avx512_bf16"}))
 
 
 def gap(checkpoint: str, validate: str, *flags: str) -> float:

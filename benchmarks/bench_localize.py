@@ -32,18 +32,10 @@ from videopool.data import VideoBatch  # noqa: E402
 from videopool.inference.localize import localize  # noqa: E402
 from videopool.inference.topk import StreamingTopK  # noqa: E402
 from videopool.models import create_model  # noqa: E402
+from machine import cpu_flags  # noqa: E402
 
 TEST_SET_SEGMENTS = 2_000_000  # the 2019 test set, about (spec §11.3 / the challenge's data page)
 CLASSES, TOP_N, VOCABULARY = 1000, 100_000, 3862
-
-
-def cpu_flags() -> str:
-    try:
-        text = open("/proc/cpuinfo").read()
-    except OSError:
-        return "unknown"
-    flags = sorted({f for f in ("amx_bf16", "avx512_bf16") if f in text})
-    return ", ".join(flags) or "neither amx_bf16 nor avx512_bf16"
 
 
 def rss_bytes() -> int:

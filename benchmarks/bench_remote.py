@@ -33,15 +33,7 @@ sys.path.insert(0, ROOT)
 from videopool.data.io import iter_videos  # noqa: E402
 from videopool.data.loader import make_loader  # noqa: E402
 from videopool.data.tfrecord import read_records  # noqa: E402
-
-
-def cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-    except OSError:
-        return "unknown"
-    return " ".join(flag for flag in ("amx_bf16", "avx512_bf16") if f" {flag}" in text) or "neither amx_bf16 nor avx512_bf16"
+from machine import cpu_flags  # noqa: E402
 
 
 def torch_threads() -> int:

@@ -15,6 +15,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from machine import cpu_flags  # noqa: F401 (re-exported to the factor studies)
+
 # The ablation table's budget (docs/results.md: the 4,000 demo training videos, batch 80, Adam at 3e-3, no lr decay)
 # cut to 2 epochs (100 steps) of 32 instead of 4 epochs of 64 frames per video, to fit a shared, overloaded 2-core
 # machine (load average ~15 when these were measured).
@@ -86,16 +88,6 @@ def table(rows: list[Row], results: dict[str, dict[str, dict]], columns: list[tu
         cells = [mean_std([r[k] for r in records if r.get(k) is not None], d) for _, k, d in columns]
         lines.append(f"| {row.label} | {len(records)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
-
-
-def cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next(line for line in f if line.startswith("flags")).split(":", 1)[1].split()
-    except (OSError, StopIteration):
-        return "unknown"
-    found = sorted({"amx_bf16", "avx512_bf16"} & set(flags))
-    return ", ".join(found) or "neither amx_bf16 nor avx512_bf16"
 
 
 def _slug(label: str) -> str:

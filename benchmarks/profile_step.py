@@ -43,6 +43,7 @@ from videopool.training.step import TrainStep, prepare_bf16
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_train import matmul_ceiling  # noqa: E402
+from machine import cpu_flags as machine_flags, cpu_model  # noqa: E402
 
 DTYPE_BYTES = {"float": 4, "c10::BFloat16": 2, "c10::Half": 2, "double": 8, "long int": 8, "int": 4, "bool": 1,
                "unsigned char": 1, "signed char": 1}
@@ -56,14 +57,7 @@ NO_DATA = {f"aten::{name}" for name in (
 
 
 def cpu_flags() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            text = f.read()
-    except OSError:
-        return "unknown"
-    flags = [flag for flag in ("amx_bf16", "avx512_bf16", "avx512f", "avx2") if f" {flag}" in text]
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    return f"{model}; flags: {' '.join(flags) or 'none of amx_bf16/avx512_bf16/avx512f/avx2'}"
+    return f"{cpu_model()}; flags: {machine_flags(('amx_bf16', 'avx512_bf16', 'avx512f', 'avx2'))}"
 
 
 def copy_bandwidth(mib: int = 256, repeats: int = 5) -> float:

@@ -14,33 +14,11 @@ onnxruntime on the same batches and scored with the same GAP@20.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import os
 import platform
+from machine import cpu_flags, videopool_command as command  # noqa: E402
 
 FULL_SIZE = ["gated_netvlad_256", "nextvlad_k112_g8_h2048", "nl_netvlad_64_moe8", "gru_2x1200"]
-
-
-def command(*argv: str) -> str:
-    """Run ``videopool ARGV`` in this process and return what it printed (it must succeed)."""
-    from videopool.cli.main import main
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        status = main(list(argv))
-    if status != 0:
-        raise SystemExit(f"videopool {' '.join(argv)} exited with {status}")
-    return out.getvalue()
-
-
-def cpu_flags() -> str:
-    try:
-        text = open("/proc/cpuinfo").read()
-    except OSError:
-        return "unknown"
-    found = sorted({flag for flag in ("amx_bf16", "avx512_bf16") if flag in text})
-    return " ".join(found) or "neither amx_bf16 nor avx512_bf16"
 
 
 def loader_for(data: str, info):
