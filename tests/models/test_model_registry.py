@@ -63,6 +63,9 @@ def test_every_named_config_has_a_small_twin_and_provenance():
 def test_list_models_pattern():
     assert list_models("gated_netvlad_*") == ["gated_netvlad_256", "gated_netvlad_256_small"]
     assert set(list_models("mfb_*_mfb")) == {"mfb_avgpool_mfb", "mfb_dbof_mfb", "mfb_netvlad_mfb"}
+    # no wildcard: the names that contain it (the README writes `videopool models --pattern netvlad`)
+    assert list_models("k112_g8_h2048") == ["nextvlad_k112_g8_h2048", "nextvlad_k112_g8_h2048_small"]
+    assert list_models("netvlad") == [name for name in list_models() if "netvlad" in name]
 
 
 def test_unknown_model_name_suggests_the_closest():

@@ -21,7 +21,7 @@ SMALL_MAX_PARAMETERS = 10_000_000
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("models", help="list the named model configurations", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--pattern", help="shell-style filter on the name, e.g. '*netvlad*'")
+    p.add_argument("--pattern", help="shell-style filter on the name, e.g. '*netvlad_256*' (no wildcard: names containing it)")
     p.add_argument("--num-classes", type=positive_int, default=None,
                    help="count parameters for this many classes (default: each configuration's own, 3862 for "
                         "YouTube-8M; with --small: the demo data's 256)")

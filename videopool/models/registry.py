@@ -159,9 +159,12 @@ def _load_builtins() -> None:
 
 
 def list_models(pattern: str | None = None) -> list[str]:
-    """Registered names, sorted; ``pattern`` is a shell-style wildcard (``"*netvlad*"``)."""
+    """Registered names, sorted; ``pattern`` is a shell-style wildcard (``"*netvlad*"``), and a pattern without
+    wildcards matches names that contain it (``"netvlad"``, as the README's example writes it)."""
     _load_builtins()
     names = sorted(_REGISTRY)
+    if pattern is not None and not set("*?[") & set(pattern):
+        pattern = f"*{pattern}*"
     return [name for name in names if pattern is None or fnmatch.fnmatch(name, pattern)]
 
 
