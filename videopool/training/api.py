@@ -7,7 +7,7 @@ from typing import Any
 
 from videopool.core.errors import UserError
 from videopool.core.urls import is_url
-from videopool.training.config import TrainConfig, load_yaml_config, resolve_train_config
+from videopool.training.config import TrainConfig, load_yaml_config, resolve_train_config, saved_run_config
 
 
 def build_config(
@@ -30,11 +30,7 @@ def build_config(
     command_line = ("command line", {**overrides, "out": out})
     _check_run_directory(out)
     if resume:
-        saved_path = os.path.join(out, "config.yaml")
-        if not os.path.isfile(saved_path):
-            raise FileNotFoundError(f"cannot resume: {saved_path!r} does not exist (wrong --out?)")
-        saved = load_yaml_config(saved_path)
-        saved.pop("resolved", None)
+        saved_path, saved = saved_run_config(out)
         saved_model = saved.pop("model")
         if model and model != saved_model:
             raise UserError(f"--model {model!r} differs from the run's model {saved_model!r} in {saved_path}")

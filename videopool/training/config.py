@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -175,6 +176,17 @@ def parse_set_arguments(items: Iterable[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: the value is not a YAML value ({_yaml_problem(err)}); quote a "
                               "string, write a list as [a, b] and a mapping as {key: value}") from None
     return out
+
+
+def saved_run_config(out: str) -> tuple[str, dict[str, Any]]:
+    """The path and contents of the ``config.yaml`` a run in ``out`` saved (without its ``resolved`` record), which
+    ``--resume`` continues from."""
+    saved_path = os.path.join(out, "config.yaml")
+    if not os.path.isfile(saved_path):
+        raise FileNotFoundError(f"cannot resume: {saved_path!r} does not exist (wrong --out?)")
+    saved = load_yaml_config(saved_path)
+    saved.pop("resolved", None)
+    return saved_path, saved
 
 
 def load_yaml_config(path: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from videopool.data.segments import SegmentLoader
 from videopool.inference.segment_eval import score_rated_segments, segment_metrics
 from videopool.models import load_model
 from videopool.models.segment import SegmentModelConfig, is_segment_config, segment_model_from_config
-from videopool.training.config import TrainConfig, load_yaml_config
+from videopool.training.config import TrainConfig, saved_run_config
 from videopool.training.loop import Trainer
 
 __all__ = ["SEGMENT_CONFIGS", "SegmentTrainConfig", "SegmentTrainer", "build_segment_config", "list_segment_configs",
@@ -117,11 +117,7 @@ def build_segment_config(model: str | None, overrides: Mapping[str, Any], out: s
             raise ConfigError(f"unknown key {key!r}{closest_hint(key, train_keys + _MODEL_KEYS)} (a segment "
                               "training key or a segment model key, see docs/segments.md)")
     if resume:
-        saved_path = os.path.join(out, "config.yaml")
-        if not os.path.isfile(saved_path):
-            raise FileNotFoundError(f"cannot resume: {saved_path!r} does not exist (wrong --out?)")
-        saved = load_yaml_config(saved_path)
-        saved.pop("resolved", None)
+        saved_path, saved = saved_run_config(out)
         if model and model != saved.get("model"):
             raise UserError(f"--model {model!r} differs from the run's model {saved.get('model')!r} in {saved_path}")
         if from_run and os.path.abspath(from_run) != os.path.abspath(saved.get("from_run", "")):
