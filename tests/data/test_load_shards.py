@@ -14,4 +14,6 @@ def test_training_over_many_shards_keeps_memory_flat(tmp_path):
     # No descriptor kept per shard (a leak would grow by one per shard, 120 here); the writes of a run (a checkpoint,
     # the log, TensorBoard's thread) hold one or two open for a moment, and a sample may catch them.
     assert max(flat["fds"]) - min(flat["fds"]) <= 3, result["curve"]
-    assert flat["maps_range"][1] - flat["maps_range"][0] <= 4, result["curve"]  # no memory map kept per shard
+    # No memory map kept per shard (a leak would add about 90 over the sampled steps); one thread starting
+    # mid-run (TensorBoard's writer, a loader) adds its stack, guard page and malloc arena: ~5 maps.
+    assert flat["maps_range"][1] - flat["maps_range"][0] <= 12, result["curve"]
