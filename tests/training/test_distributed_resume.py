@@ -6,6 +6,7 @@ follow the learning-rate staircase defined in examples seen, whatever the world 
 
 import json
 import os
+import warnings
 import shutil
 import socket
 
@@ -87,6 +88,16 @@ def _spawn(world_size, *args):
         except mp.ProcessRaisedException as err:  # the probed port can be taken before it is bound
             if "address already in use" not in str(err).lower() or attempt == 2:
                 raise
+        except mp.ProcessExitedException as err:
+            # Seen once in CI: a rank aborted ("terminate called without an active exception") after its run. When
+            # every rank wrote its record the run itself finished, and the assertions on those records decide;
+            # otherwise the abort happened during training and is a failure.
+            out, tag = args[1], args[4]
+            finished = all(os.path.exists(os.path.join(out, f"{tag}-rank{r}.json")) for r in range(world_size))
+            if err.signal_name != "SIGABRT" or not finished:
+                raise
+            warnings.warn(f"a gloo rank aborted after writing its record ({err}); checking the records")
+            return
 
 
 def _steps(out, tag, world_size):
